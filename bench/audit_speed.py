@@ -1,0 +1,143 @@
+"""Audit speed against EleutherAI's lm-evaluation-harness on the same items, model and machine.
+
+Both score the first N two-option items of `schwartz-dilemmas` as a multiple-choice task: one
+chat-formatted context per item (the likelihood method's prompt, options in file order) and the
+two option texts as continuations, with identical prompt strings. lm-eval runs in its own
+environment (bench/.venv-lmeval, created on first use with torch==2.13.0 and lm-eval); it is
+not a valuescope dependency. Also reported: the full audit's own rate (every order, both
+wordings' worth of calibration) and the model's raw forward throughput as the ceiling.
+
+Run: `.venv/bin/python bench/audit_speed.py [--items 60] [--batch-size 16]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from valuescope import Chat, LoglikelihoodRequest, load_backend
+from valuescope.audit import AuditConfig, run_audit
+from valuescope.backends.gguf import dequantized_dir
+from valuescope.embedded import embedded_gguf_path
+from valuescope.instrument import load_instrument
+from valuescope.scoring import answer_prompt
+
+HERE = Path(__file__).parent
+LMEVAL_VENV = HERE / ".venv-lmeval"
+LMEVAL_PIN = "lm-eval==0.4.13"
+
+
+def lmeval_python() -> Path:
+    python = LMEVAL_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LMEVAL_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        constraints = HERE.parent / "constraints.txt"
+        subprocess.run([*pip, "-c", str(constraints), LMEVAL_PIN], check=True)
+    return python
+
+
+def forward_ceiling(backend: object, batch: int = 32, length: int = 128) -> float:
+    """Tokens/s of one large batch through the model (the ceiling for any scorer)."""
+    model = backend.model  # type: ignore[attr-defined]
+    ids = torch.randint(100, 10_000, (batch, length))
+    with torch.inference_mode():
+        model(input_ids=ids[:2])
+        started = time.perf_counter()
+        model(input_ids=ids)
+    return batch * length / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    backend = load_backend("smollm2", batch_size=args.batch_size)
+    items = load_instrument("schwartz-dilemmas").items[: args.items]
+    requests = [
+        LoglikelihoodRequest(Chat(answer_prompt(item.text, [o.text for o in item.options])), o.text)
+        for item in items
+        for o in item.options
+    ]
+    backend.loglikelihood(requests[:4])  # warm-up
+    started = time.perf_counter()
+    ours = backend.loglikelihood(requests)
+    ours_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    audit = run_audit(
+        AuditConfig(
+            instrument="schwartz-dilemmas", method="likelihood", limit=args.items, paraphrase=False
+        ),
+        backend=backend,
+    )
+    audit_seconds = time.perf_counter() - started
+    ceiling = forward_ceiling(backend)
+
+    python = lmeval_python()
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.json"
+        result = Path(tmp) / "result.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "model_dir": str(dequantized_dir(embedded_gguf_path())),
+                    "batch_size": args.batch_size,
+                    "requests": [[backend.render(r.context), r.continuation] for r in requests],
+                }
+            )
+        )
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        subprocess.run(
+            [str(python), str(HERE / "lm_eval_child.py"), str(spec), str(result)],
+            check=True,
+            env=env,
+        )
+        theirs = json.loads(result.read_text())
+
+    diffs = [abs(a.logprob - b) for a, b in zip(ours, theirs["loglikelihoods"], strict=True)]
+    ours_rate = len(items) / ours_seconds
+    theirs_rate = len(items) / theirs["seconds"]
+    presentations = sum(len(r.orders) for r in audit.results)
+    report = {
+        "benchmark": "audit speed vs lm-evaluation-harness (same items, prompts, model, machine)",
+        "command": (
+            f".venv/bin/python bench/audit_speed.py --items {args.items} "
+            f"--batch-size {args.batch_size}"
+        ),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "model": "smollm2 (SmolLM2-135M-Instruct, fp32)",
+        "items": len(items),
+        "valuescope_items_per_s": round(ours_rate, 2),
+        "lm_eval_items_per_s": round(theirs_rate, 2),
+        "speedup": round(ours_rate / theirs_rate, 2),
+        "max_abs_loglikelihood_diff": max(diffs),
+        "full_audit_likelihood_method": {
+            "items_per_s": round(len(items) / audit_seconds, 2),
+            "presentations_per_s": round(presentations / audit_seconds, 2),
+            "note": "both orders plus neutral-context calibration, one wording",
+        },
+        "forward_ceiling_tokens_per_s": round(ceiling),
+    }
+    tokens = sum(len(backend._encode(backend.render(r.context) + r.continuation)) for r in requests)  # type: ignore[attr-defined]
+    report["valuescope_tokens_per_s"] = round(tokens / ours_seconds)
+    report["share_of_ceiling"] = round(tokens / ours_seconds / ceiling, 2)
+    out = HERE / "results" / "audit_speed.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Backends run models; one registry maps model-spec kinds to factories.
+
+Third parties register a factory under the entry-point group `valuescope.backends`
+(name = spec prefix); heavy imports happen inside factories.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelSpecError, UsageError
+from ..modelspec import ModelSpec, parse_spec
+from .base import (
+    Backend,
+    Chat,
+    Context,
+    GenerationParams,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    Progress,
+    WhiteBoxBackend,
+)
+
+BackendFactory = Callable[..., Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(kind: str, factory: BackendFactory) -> None:
+    """Make `load_backend` build specs of `kind` with `factory(spec, **options)`."""
+    _REGISTRY[kind] = factory
+
+
+def load_backend(spec: str | ModelSpec, **options: Any) -> Backend:
+    """Build the backend for a model spec.
+
+    >>> backend = load_backend("smollm2")  # doctest: +SKIP
+    """
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    factory = _REGISTRY.get(parsed.kind)
+    if factory is None:
+        for entry in importlib.metadata.entry_points(group="valuescope.backends"):
+            if entry.name == parsed.kind:
+                factory = entry.load()
+                break
+    if factory is None:
+        raise ModelSpecError(f"no backend is installed for model spec {parsed.raw!r}")
+    return factory(parsed, **options)
+
+
+def load_white_box(spec: str | ModelSpec, **options: Any) -> WhiteBoxBackend:
+    """A backend with hidden-state access, or a clear error for black-box specs."""
+    backend = load_backend(spec, **options)
+    if not isinstance(backend, WhiteBoxBackend):
+        raise UsageError(
+            f"model {backend.spec.raw!r} is black-box (no hidden states); this needs a local "
+            "model: smollm2, hf:<dir> or gguf:<file>"
+        )
+    return backend
+
+
+def _local(spec: ModelSpec, **options: Any) -> Backend:
+    from .gguf import dequantized_dir
+    from .local import LocalBackend
+
+    if spec.kind == "embedded":
+        from ..embedded import MODEL_NAME, embedded_gguf_path
+
+        return LocalBackend.from_dir(
+            spec, dequantized_dir(embedded_gguf_path()), MODEL_NAME, plain_tokenizer=True, **options
+        )
+    if spec.kind == "gguf":
+        path = Path(spec.target)
+        return LocalBackend.from_dir(
+            spec, dequantized_dir(path), path.stem, plain_tokenizer=True, **options
+        )
+    name = spec.target.rstrip("/").split("/")[-1] if Path(spec.target).is_dir() else spec.target
+    return LocalBackend.from_dir(spec, spec.target, name, **options)
+
+
+def _openai(spec: ModelSpec, **options: Any) -> Backend:
+    raise UsageError(
+        f"model {spec.raw!r}: the openai: server backend is not available in this version yet; "
+        "use smollm2, hf:<dir> or gguf:<file>"
+    )
+
+
+for _kind in ("embedded", "gguf", "hf"):
+    register_backend(_kind, _local)
+register_backend("openai", _openai)
+
+__all__ = [
+    "Backend",
+    "Chat",
+    "Context",
+    "GenerationParams",
+    "Loglikelihood",
+    "LoglikelihoodRequest",
+    "Progress",
+    "WhiteBoxBackend",
+    "load_backend",
+    "load_white_box",
+    "register_backend",
+]

@@ -1,0 +1,145 @@
+"""The value card: one self-contained HTML page (inline SVG charts, no scripts, no network).
+
+Cards are drawn from results.json documents, so `compare` can draw any finished runs side by
+side. Every text that came from a model, an instrument or a user (items, options, system
+prompts, labels) is escaped by the template engine; charts are SVG from matplotlib with
+math parsing off, so such text stays text there too.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
+
+DECISIVE_ITEMS = 8
+
+
+def _svg(fig: Any) -> Markup:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    # Inline in HTML: no XML prolog or DOCTYPE, and no metadata block (it holds a timestamp).
+    text = re.sub(r"<metadata>.*?</metadata>", "", text[text.find("<svg") :], flags=re.DOTALL)
+    return Markup(text)  # matplotlib escapes every text it writes
+
+
+def run_label(doc: dict[str, Any], fallback: str) -> str:
+    """Short name of a run for legends: model, then persona/system prompt or steering."""
+    label = str(doc.get("label") or doc["model"]["name"])
+    if doc.get("system"):
+        system = str(doc["system"])
+        label += f" · “{system[:40]}{'…' if len(system) > 40 else ''}”"
+    if doc.get("steering"):
+        label += " · steered"
+    return label or fallback
+
+
+def profile_chart(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> Markup:
+    """Dots with 95% CI bars per value, one colour per run; 0.5 marks indifference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {"svg.fonttype": "none", "svg.hashsalt": "valuescope", "text.parse_math": False}
+    )
+    values = list(runs[0]["values"]) if runs[0].get("values") else list(runs[0]["profile"])
+    names = {v: runs[0].get("values", {}).get(v, {}).get("label", v) for v in values}
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(values) + 1.2))
+    spread = 0.6 / max(1, len(runs))
+    for index, (doc, label) in enumerate(zip(runs, labels, strict=True)):
+        offset = (index - (len(runs) - 1) / 2) * spread
+        ys, xs, lows, highs = [], [], [], []
+        for row, value in enumerate(values):
+            entry = doc["profile"].get(value)
+            if not entry:
+                continue
+            lo, hi = entry["ci"] if entry["ci"][0] is not None else (entry["score"],) * 2
+            ys.append(len(values) - 1 - row + offset)
+            xs.append(entry["score"])
+            lows.append(entry["score"] - lo)
+            highs.append(hi - entry["score"])
+        ax.errorbar(xs, ys, xerr=[lows, highs], fmt="o", capsize=3, label=label)
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(values)), [names[v] for v in reversed(values)])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score: P(chooses the option upholding the value), 95% CI")
+    if len(runs) > 1:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, frameon=False)
+    fig.tight_layout()
+    svg = _svg(fig)
+    plt.close(fig)
+    return svg
+
+
+def decisive_items(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dict[str, Any]]:
+    """The items the model decided most clearly, with its choice."""
+    rows = []
+    for item in doc.get("items", []):
+        if "text" not in item:
+            continue
+        p = item["p"]
+        chosen = max(range(len(p)), key=lambda i: p[i])
+        rows.append(
+            {
+                "id": item["id"],
+                "text": item["text"],
+                "options": [
+                    {**option, "p": p[i], "chosen": i == chosen}
+                    for i, option in enumerate(item["options"])
+                ],
+                "margin": p[chosen] - 1 / len(p),
+            }
+        )
+    rows.sort(key=lambda r: -r["margin"])
+    return rows[:count]
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def render_card(docs: Sequence[dict[str, Any]], title: str | None = None) -> str:
+    """HTML of a value card for one run, or a comparison of several (same taxonomy)."""
+    if not docs:
+        raise ValueError("a card needs at least one run")
+    labels = [run_label(doc, f"run {i + 1}") for i, doc in enumerate(docs)]
+    value_info = docs[0].get("values") or {
+        v: {"label": v, "definition": ""} for v in docs[0]["profile"]
+    }
+    values = [{"id": v, **info} for v, info in value_info.items()]
+    runs = []
+    for doc, label in zip(docs, labels, strict=True):
+        verdict = str(doc["diagnostics"].get("verdict", ""))
+        cls = "bad" if verdict.startswith("not") else "warn" if verdict.startswith("weak") else ""
+        runs.append(
+            {"doc": doc, "label": label, "verdict_class": cls, "decisive": decisive_items(doc)}
+        )
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    source = resources.files("valuescope") / "data" / "card.html.j2"
+    template = env.from_string(source.read_text(encoding="utf-8"))
+    heading = title or (
+        f"Value card: {labels[0]}" if len(docs) == 1 else f"Value comparison of {len(docs)} runs"
+    )
+    return template.render(
+        title=heading,
+        runs=runs,
+        values=values,
+        labels={v["id"]: v["label"] for v in values},
+        chart=profile_chart(docs, labels),
+        fmt=_fmt,
+    )
+
+
+def write_card(docs: Sequence[dict[str, Any]], path: Path, title: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_card(docs, title), encoding="utf-8")
+    return path

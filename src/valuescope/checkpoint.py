@@ -1,0 +1,71 @@
+"""Resumable runs: finished chunks are appended to `progress.jsonl` and never redone.
+
+The first line fingerprints the run (model, instrument hash, method, system prompt, seed); a
+directory holding another run's progress is refused rather than mixed. A line cut short by a
+kill is ignored, so at most the chunk under way is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+FILENAME = "progress.jsonl"
+
+
+class Checkpoint:
+    """Append-only record of finished work, keyed by chunk name."""
+
+    def __init__(self, directory: Path, fingerprint: dict[str, Any]) -> None:
+        self.path = directory / FILENAME
+        self.fingerprint = fingerprint
+        self.done: dict[str, Any] = {}
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():
+            self._load()
+        else:
+            self._append({"fingerprint": fingerprint})
+
+    def _load(self) -> None:
+        text = self.path.read_text(encoding="utf-8")
+        records = []
+        for line in text.splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: its chunk is simply redone
+        if not records or records[0].get("fingerprint") != self.fingerprint:
+            found = records[0].get("fingerprint") if records else None
+            differs = (
+                sorted(k for k in self.fingerprint if (found or {}).get(k) != self.fingerprint[k])
+                if isinstance(found, dict)
+                else ["(unreadable)"]
+            )
+            raise UsageError(
+                f"{self.path.parent}: holds a run with different settings ({', '.join(differs)}); "
+                "choose another --out directory to keep both, or delete it to start over"
+            )
+        if text and not text.endswith("\n"):
+            # A torn last line: end it so the next append starts on a line of its own.
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write("\n")
+        for record in records[1:]:
+            if "chunk" in record:
+                self.done[record["chunk"]] = record["data"]
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def get(self, chunk: str) -> Any | None:
+        return self.done.get(chunk)
+
+    def put(self, chunk: str, data: Any) -> None:
+        self.done[chunk] = data
+        self._append({"chunk": chunk, "data": data})

@@ -1,0 +1,213 @@
+"""The `valuescope` command line: thin wrappers over the public API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ValuescopeError
+
+app = typer.Typer(
+    name="valuescope",
+    help="Measure, explain and steer the human values of language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+err = Console(stderr=True)
+out = Console()
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model spec: smollm2 (embedded), hf:<dir or hub id>, gguf:<file>, "
+        "openai:<model>@<base url>.",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"valuescope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Measure, explain and steer the human values of language models."""
+
+
+@app.command()
+def audit(
+    model: ModelOpt = "smollm2",
+    instrument: Annotated[
+        str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
+    ] = "schwartz-dilemmas",
+    method: Annotated[
+        str, typer.Option(help="Scoring method: auto, choice, likelihood or generate.")
+    ] = "auto",
+    system: Annotated[
+        str | None, typer.Option(help="System prompt for every item (e.g. a persona).")
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder; rerunning resumes.")
+    ] = Path("runs/audit"),
+    seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")] = 0,
+    limit: Annotated[
+        int | None, typer.Option(help="Score only the first N items (quick looks).")
+    ] = None,
+    paraphrase: Annotated[
+        bool, typer.Option(help="Also score the second wording (paraphrase consistency).")
+    ] = True,
+) -> None:
+    """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
+    from .audit import AuditConfig, run_audit
+    from .progress import progress_bar
+    from .report import write_results
+
+    config = AuditConfig(
+        model=model,
+        instrument=instrument,
+        method=method,
+        system=system,
+        seed=seed,
+        paraphrase=paraphrase,
+        limit=limit,
+    )
+    with progress_bar(err) as hook:
+        result = run_audit(config, out=out_dir, progress=hook)
+    paths = write_results(result, out_dir)
+    from .summary import print_summary
+
+    print_summary(out, result)
+    out.print(f"results: {paths['results']}")
+    out.print(f"items:   {paths['items']}")
+    out.print(f"card:    {paths['card']}")
+
+
+@app.command()
+def validate(
+    model: ModelOpt = "smollm2",
+    instrument: Annotated[
+        str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
+    ] = "schwartz-dilemmas",
+    method: Annotated[
+        str, typer.Option(help="Scoring method: auto, choice, likelihood or generate.")
+    ] = "auto",
+    personas: Annotated[
+        str | None, typer.Option(help="YAML of persona prompts (default: the built-in ones).")
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder; rerunning resumes.")
+    ] = Path("runs/validate"),
+    seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")] = 0,
+    limit: Annotated[
+        int | None, typer.Option(help="Score only the first N items (quick looks).")
+    ] = None,
+) -> None:
+    """Persona recovery: audit once per value persona and check the value moves most."""
+    import json
+
+    from .progress import progress_bar
+    from .validate import run_validation
+
+    with progress_bar(err) as hook:
+        recovery = run_validation(
+            model, instrument, method, limit, seed, personas, out=out_dir, progress=hook
+        )
+    table = Table(title=f"Persona recovery ({recovery.method})")
+    for column in ("persona value", "own delta", "rank of own value"):
+        table.add_column(column)
+    for value in recovery.deltas:
+        table.add_row(
+            value, f"{recovery.deltas[value][value]:+.3f}", str(recovery.rank_of_own(value))
+        )
+    out.print(table)
+    out.print(
+        f"top-1 {recovery.top_k(1):.0%} · top-3 {recovery.top_k(3):.0%} · "
+        f"mean own delta {recovery.mean_own_delta:+.3f}"
+    )
+    path = out_dir / "validation.json"
+    path.write_text(json.dumps(recovery.as_dict(), indent=1) + "\n")
+    out.print(f"validation: {path}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Audit --out folders (or results.json files).")
+    ],
+    out_file: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the comparison card.")
+    ] = Path("runs/compare.html"),
+    title: Annotated[str | None, typer.Option(help="Card title.")] = None,
+) -> None:
+    """Draw several runs side by side in one card (models, system prompts, personas)."""
+    from .card import write_card
+    from .errors import UsageError
+    from .report import read_results
+
+    docs = [read_results(run) for run in runs]
+    taxonomies = {doc["taxonomy"] for doc in docs}
+    if len(taxonomies) > 1:
+        raise UsageError(
+            f"runs use different taxonomies ({', '.join(sorted(taxonomies))}); compare runs of one"
+        )
+    out.print(f"card: {write_card(docs, out_file, title)}")
+
+
+@app.command()
+def instruments() -> None:
+    """List the built-in instruments and taxonomies."""
+    from .instrument import BUILTIN_INSTRUMENTS, load_instrument
+    from .taxonomy import BUILTIN_TAXONOMIES, load_taxonomy
+
+    table = Table(title="Built-in instruments")
+    for column in ("name", "kind", "taxonomy", "items", "paraphrases"):
+        table.add_column(column)
+    for name in BUILTIN_INSTRUMENTS:
+        inst = load_instrument(name)
+        table.add_row(
+            name,
+            inst.kind,
+            inst.taxonomy.name,
+            str(len(inst.items)),
+            "yes" if inst.has_paraphrases else "no",
+        )
+    out.print(table)
+    tax_table = Table(title="Built-in taxonomies")
+    tax_table.add_column("name")
+    tax_table.add_column("values")
+    for name in BUILTIN_TAXONOMIES:
+        tax_table.add_row(name, ", ".join(load_taxonomy(name).ids))
+    out.print(tax_table)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and an exit code, not a traceback."""
+    try:
+        app()
+    except ValuescopeError as exc:
+        err.print(f"valuescope: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("valuescope: interrupted; rerun the same command to resume", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Run outputs: results.json (schema valuescope.results/1) and items.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .audit import AuditResult
+from .errors import UsageError
+
+SCHEMA = "valuescope.results/1"
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: undefined figures are written as null."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def results_json(result: AuditResult) -> dict[str, Any]:
+    """The results document; everything but `timing` is reproducible from the config."""
+    instrument = result.instrument
+    n_items = len(result.results)
+    paraphrase = {r.item_id: r for r in result.paraphrase_results}
+    by_id = {item.id: item for item in instrument.items}
+    items = []
+    for r in result.results:
+        item = by_id[r.item_id]
+        entry: dict[str, Any] = {
+            "id": r.item_id,
+            "p": list(r.p),
+            "orders": [{"order": list(o.order), "p": list(o.p)} for o in r.orders],
+            "text": item.text,
+            "options": [{"text": o.text, "values": list(o.values)} for o in item.options],
+        }
+        if r.item_id in paraphrase:
+            entry["p_paraphrase"] = list(paraphrase[r.item_id].p)
+        items.append(entry)
+    doc = {
+        "schema": SCHEMA,
+        "valuescope": __version__,
+        "model": {"spec": result.config.model, "name": result.model_name},
+        "instrument": {
+            "name": instrument.name,
+            "kind": instrument.kind,
+            "items": n_items,
+            "sha256": instrument.sha256,
+        },
+        "taxonomy": instrument.taxonomy.name,
+        "values": {
+            v.id: {"label": v.label, "definition": v.definition} for v in instrument.taxonomy.values
+        },
+        "method": result.method,
+        "system": result.config.system,
+        "steering": None,
+        "seed": result.config.seed,
+        "profile": result.profile.as_dict(),
+        "profile_paraphrase": (
+            result.paraphrase_profile.as_dict() if result.paraphrase_profile else None
+        ),
+        "ranking": result.ranking.as_dict() if result.ranking else None,
+        "diagnostics": {**result.diagnostics.as_dict(), "method_probe": result.method_probe},
+        "items": items,
+        "timing": {
+            "seconds": result.seconds,
+            "presentations_per_second": (
+                sum(len(r.orders) for r in result.results + result.paraphrase_results)
+                / result.seconds
+                if result.seconds
+                else None
+            ),
+        },
+    }
+    cleaned: dict[str, Any] = _clean(doc)
+    return cleaned
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_results(result: AuditResult, out: Path) -> dict[str, Path]:
+    """Write results.json, items.csv and card.html into `out`; returns their paths."""
+    from .card import render_card
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.json", "items": out / "items.csv", "card": out / "card.html"}
+    doc = results_json(result)
+    _atomic_write(paths["results"], json.dumps(doc, indent=1) + "\n")
+    _atomic_write(paths["card"], render_card([doc]))
+    by_id = {item.id: item for item in result.instrument.items}
+    width = max(len(item.options) for item in result.instrument.items)
+    header = ["item_id", "wording", "order", "shown_first"]
+    header += [f"p{i}" for i in range(width)] + [f"values{i}" for i in range(width)]
+    tmp = paths["items"].with_name(f".items.csv.{os.getpid()}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for r in result.results + result.paraphrase_results:
+            item = by_id[r.item_id]
+            values = ["|".join(o.values) for o in item.options]
+            for order in r.orders:
+                probs = [f"{p:.6f}" for p in order.p]
+                pad = [""] * (width - len(order.p))
+                writer.writerow(
+                    [
+                        r.item_id,
+                        r.wording,
+                        "-".join(map(str, order.order)),
+                        order.order[0],
+                        *probs,
+                        *pad,
+                        *values,
+                        *pad,
+                    ]
+                )
+    os.replace(tmp, paths["items"])
+    return paths
+
+
+def read_results(directory: Path) -> dict[str, Any]:
+    """A run's results.json, with a clear error when the folder holds no finished run."""
+    path = directory / "results.json" if directory.is_dir() else directory
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(
+            f"{directory}: no results.json here; is this an audit's --out folder?"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable results.json: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise UsageError(f"{path}: schema is not {SCHEMA}")
+    return doc

@@ -1,0 +1,66 @@
+"""Shared fixtures: an offline environment, a tiny random Llama, and the real embedded model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# No test may reach a hub: set before transformers is imported anywhere.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets a shared per-session cache dir, never the user's."""
+    monkeypatch.setenv("VALUESCOPE_CACHE", str(_session_cache(tmp_path_factory)))
+
+
+_CACHE: list[Path] = []
+
+
+def _session_cache(factory: pytest.TempPathFactory) -> Path:
+    if not _CACHE:
+        _CACHE.append(factory.mktemp("valuescope-cache"))
+    return _CACHE[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face directory with a random-init 4-layer Llama and the fixture tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    target = tmp_path_factory.mktemp("tiny-llama")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(FIXTURES / "tiny-llama" / name, target / name)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig.from_pretrained(target))
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(target)  # fails early if the fixture tokenizer is broken
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model_dir: Path) -> Iterator[object]:
+    from valuescope import load_backend
+
+    yield load_backend(f"hf:{tiny_model_dir}", batch_size=3)
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The real embedded model (first load dequantizes into this session's cache)."""
+    from valuescope import load_backend
+
+    os.environ["VALUESCOPE_CACHE"] = str(_session_cache(tmp_path_factory))
+    yield load_backend("smollm2")

@@ -1,0 +1,151 @@
+"""The value card in a real headless Chromium: it renders, shows every value, escapes text."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from valuescope.audit import AuditConfig, run_audit
+from valuescope.card import render_card
+from valuescope.report import results_json, write_results
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (CHROMIUM and CHROMEDRIVER):
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium and chromium-driver (make test installs them)")
+        pytest.skip("chromium/chromedriver not installed (make test installs them as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1100,1600",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def hostile_instrument(tmp_path: Path) -> Path:
+    doc = yaml.safe_load((FIXTURES / "mini-dilemmas.yaml").read_text())
+    doc["items"][0]["text"] = f"Someone writes {PAYLOAD} on your door."
+    doc["items"][0]["options"][0]["text"] = f"Wipe it off: {PAYLOAD}"
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def card_dir(tiny_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("card")
+    config = AuditConfig(
+        model="hf:tiny",
+        instrument=str(hostile_instrument(out)),
+        method="choice",
+        system=f"You are a tester. {PAYLOAD}",
+    )
+    write_results(run_audit(config, backend=tiny_backend), out)
+    return out
+
+
+def test_card_renders_every_value_and_keeps_payloads_inert(browser: Any, card_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((card_dir / "card.html").as_uri())
+    assert browser.title.startswith("Value card:")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "instrument mini-dilemmas (6 items), method choice" in body
+    for label in (
+        "Self-direction",
+        "Stimulation",
+        "Hedonism",
+        "Achievement",
+        "Power",
+        "Security",
+        "Conformity",
+        "Tradition",
+        "Benevolence",
+        "Universalism",
+    ):
+        assert label in body
+        rows = browser.find_elements(By.CSS_SELECTOR, "table.profile tr[data-value]")
+    assert len(rows) == 10
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "img") == []
+    assert "<script>window.__pwned = 1</script>" in body  # shown as text
+    chart = browser.find_element(By.CSS_SELECTOR, "figure.profile-chart svg")
+    assert chart.size["width"] > 300 and chart.size["height"] > 200
+    svg_text = chart.get_attribute("innerHTML")
+    assert "Benevolence" in svg_text
+    assert browser.find_element(By.CSS_SELECTOR, ".verdict").text.startswith("Verdict:")
+    browser.save_screenshot(str(card_dir / "card.png"))
+
+
+def test_comparison_card_draws_runs_side_by_side(
+    browser: Any, card_dir: Path, tiny_backend: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    first = results_json(
+        run_audit(
+            AuditConfig(
+                model="hf:tiny", instrument=str(FIXTURES / "mini-dilemmas.yaml"), method="choice"
+            ),
+            backend=tiny_backend,
+        )
+    )
+    second = results_json(
+        run_audit(
+            AuditConfig(
+                model="hf:tiny",
+                instrument=str(FIXTURES / "mini-dilemmas.yaml"),
+                method="choice",
+                system=f"Persona {PAYLOAD}",
+            ),
+            backend=tiny_backend,
+        )
+    )
+    page = tmp_path / "compare.html"
+    page.write_text(render_card([first, second]))
+    browser.get(page.as_uri())
+    assert browser.title == "Value comparison of 2 runs"
+    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.profile th")]
+    assert len(header) == 3 and "Persona" in header[2]
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".verdict")) == 2
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+
+
+def test_card_html_escapes_without_a_browser(card_dir: Path) -> None:
+    html = (card_dir / "card.html").read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;" in html
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html)  # nothing to fetch
+    assert "<link" not in html

@@ -1,0 +1,53 @@
+"""Persona recovery on the tiny model: deltas, ranks and top-k follow their definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from valuescope.errors import UsageError
+from valuescope.persona import load_personas
+from valuescope.taxonomy import load_taxonomy
+from valuescope.validate import run_validation
+
+MINI = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
+VALUES = load_taxonomy("schwartz").ids
+
+
+def persona_file(tmp_path: Path) -> Path:
+    path = tmp_path / "personas.yaml"
+    path.write_text(yaml.safe_dump({v: f"You care about {v} above everything." for v in VALUES}))
+    return path
+
+
+def test_recovery_matches_its_definition(tiny_backend: Any, tmp_path: Path) -> None:
+    recovery = run_validation(
+        "hf:tiny",
+        MINI,
+        "likelihood",
+        personas_file=str(persona_file(tmp_path)),
+        backend=tiny_backend,
+        out=tmp_path / "v",
+    )
+    assert set(recovery.deltas) == set(VALUES)
+    base = recovery.baseline.profile.scores
+    for value, run in recovery.personas.items():
+        assert run.config.system == f"You care about {value} above everything."
+        expected = run.profile.scores[value].score - base[value].score
+        assert recovery.deltas[value][value] == pytest.approx(expected)
+        bigger = sum(d > recovery.deltas[value][value] for d in recovery.deltas[value].values())
+        assert recovery.rank_of_own(value) == bigger + 1
+    top1 = sum(recovery.rank_of_own(v) == 1 for v in VALUES) / len(VALUES)
+    assert recovery.top_k(1) == pytest.approx(top1)
+    assert recovery.top_k(3) >= recovery.top_k(1)
+    assert (tmp_path / "v" / "persona-power" / "progress.jsonl").is_file()
+
+
+def test_personas_must_cover_every_value(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"power": "You want control."}))
+    with pytest.raises(UsageError, match="no persona prompt for self-direction"):
+        load_personas(load_taxonomy("schwartz"), path)
