@@ -17,10 +17,53 @@ import platform
 import time
 from pathlib import Path
 
+import yaml
+
 from valuescope import load_backend
+from valuescope.instrument import load_instrument
+from valuescope.scoring import METHODS, LikelihoodMethod
 from valuescope.validate import run_validation
 
 HERE = Path(__file__).parent
+
+
+def balanced_subset(name: str, root: Path) -> Path:
+    """The first item of each (value shown first, value shown second) pair, as a YAML file.
+
+    Every value pair then appears once in each position, so a smaller run keeps the balance
+    of the full instrument (the first N items would cover only the first values' pairs).
+    """
+    inst = load_instrument(name)
+    seen: set[tuple[str, ...]] = set()
+    items = []
+    for item in inst.items:
+        key = tuple(v for o in item.options for v in o.values)
+        if key in seen:
+            continue
+        seen.add(key)
+        assert item.paraphrase is not None
+        items.append(
+            {
+                "id": item.id,
+                "text": item.text,
+                "options": [{"text": o.text, "values": list(o.values)} for o in item.options],
+                "paraphrase": {
+                    "text": item.paraphrase.text,
+                    "options": list(item.paraphrase.options),
+                },
+            }
+        )
+    doc = {"kind": "dilemma", "name": f"{inst.name}-balanced", "taxonomy": inst.taxonomy.name}
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{inst.name}-balanced.yaml"
+    path.write_text(yaml.safe_dump({**doc, "items": items}, sort_keys=False))
+    return path
+
+
+# A variant measured beside the shipped methods: the option scored as the end of "I would ...".
+METHODS["likelihood-first-person"] = lambda: LikelihoodMethod(
+    name="likelihood-first-person", first_person=True
+)
 
 
 def main() -> None:
@@ -29,16 +72,23 @@ def main() -> None:
     parser.add_argument("--methods", default="choice,likelihood,generate")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument(
+        "--balanced",
+        action="store_true",
+        help="use one item per value pair and position (90 of the 180 Schwartz items)",
+    )
+    parser.add_argument(
         "--generate-limit", type=int, default=60, help="items for the (slow) generate method"
     )
     args = parser.parse_args()
     backend = load_backend("smollm2")
-    root = HERE / "results" / "methods" / args.instrument
+    root = HERE / "results" / "methods" / (args.instrument + ("-balanced" if args.balanced else ""))
+    instrument = str(balanced_subset(args.instrument, root)) if args.balanced else args.instrument
     report: dict[str, object] = {
         "benchmark": "scoring methods on the embedded model",
         "command": (
             f".venv/bin/python bench/method_comparison.py --instrument {args.instrument} "
             f"--methods {args.methods}"
+            + (" --balanced" if args.balanced else "")
             + (f" --limit {args.limit}" if args.limit else "")
             + f" --generate-limit {args.generate_limit}"
         ),
@@ -49,7 +99,7 @@ def main() -> None:
         limit = args.generate_limit if method == "generate" else args.limit
         started = time.perf_counter()
         recovery = run_validation(
-            "smollm2", args.instrument, method, limit=limit, backend=backend, out=root / method
+            "smollm2", instrument, method, limit=limit, backend=backend, out=root / method
         )
         d = recovery.baseline.diagnostics
         row = {

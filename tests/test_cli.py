@@ -53,3 +53,27 @@ def test_unknown_flag_is_usage_error() -> None:
     result = run("audit", "--no-such-flag")
     assert result.returncode == 2
     assert "No such option" in result.stderr
+
+
+def test_compare_of_a_folder_without_results_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = run("compare", str(tmp_path), "--out", str(tmp_path / "c.html"))
+    assert result.returncode == 2
+    assert "no results.json here" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_instrument_file_error_names_item_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "kind: dilemma\ntaxonomy: schwartz\nitems:\n"
+        "  - id: q1\n    text: S.\n    options:\n"
+        "      - {text: a, values: [kindness]}\n      - {text: b, values: [power]}\n"
+    )
+    result = run("audit", "--instrument", str(bad), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "item 'q1': field 'options.0.values': unknown value id 'kindness'" in result.stderr
+
+
+def test_instruments_lists_builtins() -> None:
+    result = run("instruments")
+    assert result.returncode == 0
+    assert "schwartz-dilemmas" in result.stdout and "moral-foundations-dilemmas" in result.stdout

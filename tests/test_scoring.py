@@ -124,3 +124,22 @@ def test_map_answer(answer: str, expected: int | None) -> None:
         map_answer(answer, ["Help your sister move house.", "Go climbing at the new gym."])
         == expected
     )
+
+
+def test_first_person_likelihood_scores_the_end_of_i_would(tiny_backend: Any) -> None:
+    item = ITEMS[0]
+    result = LikelihoodMethod(first_person=True)(tiny_backend, [item], "original", None)[0]
+    scores = []
+    for option in item.options:
+        answer = " " + option.text[0].lower() + option.text[1:]
+        given, prior = tiny_backend.loglikelihood_naive(
+            [
+                LoglikelihoodRequest(Chat(answer_prompt(item.text, None), None, "I would"), answer),
+                LoglikelihoodRequest(Chat(NEUTRAL_PROMPT, None, "I would"), answer),
+            ]
+        )
+        scores.append((given.logprob - prior.logprob) / given.n_tokens)
+    assert result.p[0] == pytest.approx(1 / (1 + math.exp(scores[1] - scores[0])), abs=1e-4)
+    assert tiny_backend.render(Chat("Hi", None, "I would")).endswith(
+        "<|im_start|>assistant\nI would"
+    )

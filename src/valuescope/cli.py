@@ -178,7 +178,7 @@ def instruments() -> None:
 
     table = Table(title="Built-in instruments")
     for column in ("name", "kind", "taxonomy", "items", "paraphrases"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name")
     for name in BUILTIN_INSTRUMENTS:
         inst = load_instrument(name)
         table.add_row(
@@ -190,7 +190,7 @@ def instruments() -> None:
         )
     out.print(table)
     tax_table = Table(title="Built-in taxonomies")
-    tax_table.add_column("name")
+    tax_table.add_column("name", no_wrap=True)
     tax_table.add_column("values")
     for name in BUILTIN_TAXONOMIES:
         tax_table.add_row(name, ", ".join(load_taxonomy(name).ids))

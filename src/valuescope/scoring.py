@@ -161,6 +161,7 @@ class LikelihoodMethod:
     calibrate: bool = True
     per_token: bool = True
     listed: bool = False
+    first_person: bool = False
 
     def __call__(
         self,
@@ -172,20 +173,22 @@ class LikelihoodMethod:
     ) -> list[ItemResult]:
         requests: list[LoglikelihoodRequest] = []
         plan: list[tuple[int, tuple[int, ...]]] = []
+        prefix = "I would" if self.first_person else ""
         for index, item in enumerate(items):
             words = wording_of(item, wording)
             orders = presentation_orders(len(item.options))
             for order in orders if self.listed else orders[:1]:
                 shown = [words.options[i] for i in order] if self.listed else None
-                context = Chat(answer_prompt(words.text, shown), system)
+                context = Chat(answer_prompt(words.text, shown), system, prefix)
                 for slot in range(len(order)):
-                    requests.append(LoglikelihoodRequest(context, words.options[order[slot]]))
+                    answer = self._answer(words.options[order[slot]])
+                    requests.append(LoglikelihoodRequest(context, answer))
                 plan.append((index, order))
         neutral: dict[str, float] = {}
         if self.calibrate:
             texts = sorted({r.continuation for r in requests})
             prior = backend.loglikelihood(
-                [LoglikelihoodRequest(Chat(NEUTRAL_PROMPT), t) for t in texts]
+                [LoglikelihoodRequest(Chat(NEUTRAL_PROMPT, None, prefix), t) for t in texts]
             )
             neutral = {t: s.logprob for t, s in zip(texts, prior, strict=True)}
         scores = backend.loglikelihood(requests, progress=_scaled(progress, requests, plan))
@@ -194,6 +197,12 @@ class LikelihoodMethod:
             value = score.logprob - neutral.get(request.continuation, 0.0)
             values.append(value / score.n_tokens if self.per_token else value)
         return _assemble(items, wording, plan, values)
+
+    def _answer(self, option: str) -> str:
+        """The option as the model's answer: as written, or finishing "I would ..."."""
+        if not self.first_person:
+            return option
+        return " " + option[:1].lower() + option[1:]
 
 
 _ANSWER = re.compile(r"^\W*(?:option\s+)?([A-H])\b", re.IGNORECASE)

@@ -18,10 +18,13 @@ class Chat:
     """One user turn, optionally under a system prompt, rendered by the model's chat template.
 
     `system=None` leaves the template's own default (SmolLM2 inserts one); pass `""` for none.
+    `answer_prefix` starts the assistant's answer (e.g. "I would"), so what follows is scored
+    as the rest of the model's own sentence.
     """
 
     user: str
     system: str | None = None
+    answer_prefix: str = ""
 
 
 Context = Chat | str

@@ -107,10 +107,10 @@ class LocalBackend:
             text = self.tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
-            return str(text)
+            return str(text) + context.answer_prefix
         # A base model without a template: a plain transcript is the honest fallback.
         system = f"{context.system}\n\n" if context.system else ""
-        return f"{system}Question: {context.user}\nAnswer:"
+        return f"{system}Question: {context.user}\nAnswer: {context.answer_prefix}".rstrip(" ")
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
