@@ -1,8 +1,8 @@
 """Audit speed against EleutherAI's lm-evaluation-harness on the same items, model and machine.
 
 Both score the first N two-option items of `schwartz-dilemmas` as a multiple-choice task: one
-chat-formatted context per item (the likelihood method's prompt, options in file order) and the
-two option texts as continuations, with identical prompt strings. lm-eval runs in its own
+chat-formatted context per item (the likelihood method's prompt) and the two option texts as
+continuations, with identical prompt strings. lm-eval runs in its own
 environment (bench/.venv-lmeval, created on first use with torch==2.13.0 and lm-eval); it is
 not a valuescope dependency. Also reported: the full audit's own rate (every order, both
 wordings' worth of calibration) and the model's raw forward throughput as the ceiling.
@@ -67,7 +67,7 @@ def main() -> None:
     backend = load_backend("smollm2", batch_size=args.batch_size)
     items = load_instrument("schwartz-dilemmas").items[: args.items]
     requests = [
-        LoglikelihoodRequest(Chat(answer_prompt(item.text, [o.text for o in item.options])), o.text)
+        LoglikelihoodRequest(Chat(answer_prompt(item.text, None)), o.text)
         for item in items
         for o in item.options
     ]
@@ -127,7 +127,7 @@ def main() -> None:
         "full_audit_likelihood_method": {
             "items_per_s": round(len(items) / audit_seconds, 2),
             "presentations_per_s": round(presentations / audit_seconds, 2),
-            "note": "both orders plus neutral-context calibration, one wording",
+            "note": "the audit's own path: neutral-context calibration included, one wording",
         },
         "forward_ceiling_tokens_per_s": round(ceiling),
     }

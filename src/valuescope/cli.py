@@ -34,6 +34,16 @@ ModelOpt = Annotated[
     ),
 ]
 
+InstrumentOpt = Annotated[
+    str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
+]
+MethodOpt = Annotated[
+    str, typer.Option(help="Scoring method: auto, choice, likelihood or generate.")
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; rerunning resumes.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Score only the first N items (quick looks).")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -54,22 +64,14 @@ def _root(
 @app.command()
 def audit(
     model: ModelOpt = "smollm2",
-    instrument: Annotated[
-        str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
-    ] = "schwartz-dilemmas",
-    method: Annotated[
-        str, typer.Option(help="Scoring method: auto, choice, likelihood or generate.")
-    ] = "auto",
+    instrument: InstrumentOpt = "schwartz-dilemmas",
+    method: MethodOpt = "auto",
     system: Annotated[
         str | None, typer.Option(help="System prompt for every item (e.g. a persona).")
     ] = None,
-    out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder; rerunning resumes.")
-    ] = Path("runs/audit"),
-    seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")] = 0,
-    limit: Annotated[
-        int | None, typer.Option(help="Score only the first N items (quick looks).")
-    ] = None,
+    out_dir: OutOpt = Path("runs/audit"),
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
     paraphrase: Annotated[
         bool, typer.Option(help="Also score the second wording (paraphrase consistency).")
     ] = True,
@@ -102,22 +104,14 @@ def audit(
 @app.command()
 def validate(
     model: ModelOpt = "smollm2",
-    instrument: Annotated[
-        str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
-    ] = "schwartz-dilemmas",
-    method: Annotated[
-        str, typer.Option(help="Scoring method: auto, choice, likelihood or generate.")
-    ] = "auto",
+    instrument: InstrumentOpt = "schwartz-dilemmas",
+    method: MethodOpt = "auto",
     personas: Annotated[
         str | None, typer.Option(help="YAML of persona prompts (default: the built-in ones).")
     ] = None,
-    out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder; rerunning resumes.")
-    ] = Path("runs/validate"),
-    seed: Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")] = 0,
-    limit: Annotated[
-        int | None, typer.Option(help="Score only the first N items (quick looks).")
-    ] = None,
+    out_dir: OutOpt = Path("runs/validate"),
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
 ) -> None:
     """Persona recovery: audit once per value persona and check the value moves most."""
     import json

@@ -155,17 +155,21 @@ class LocalBackend:
                 progress(sum(len(members) for _, members in batch))
         return [r for r in results if r is not None]
 
+    def _left_pad(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids left-padded to one width, and the attention mask (1 = real token)."""
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, width - len(seq) :] = torch.tensor(list(seq), dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
+        return ids, mask
+
     def _score_batch(
         self, batch: list[tuple[tuple[int, ...], list[int]]], encoded: list[_Encoded]
     ) -> Iterator[tuple[int, Loglikelihood]]:
         device = self.model.device
-        contexts = [ctx for ctx, _ in batch]
-        width = max(len(c) for c in contexts)
-        ids = torch.full((len(contexts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(contexts), width), dtype=torch.long)
-        for row, ctx in enumerate(contexts):
-            ids[row, width - len(ctx) :] = torch.tensor(ctx)
-            mask[row, width - len(ctx) :] = 1
+        ids, mask = self._left_pad([ctx for ctx, _ in batch])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
             input_ids=ids.to(device),
@@ -255,13 +259,8 @@ class LocalBackend:
     def _generate_batch(
         self, texts: list[str], params: GenerationParams, num_return_sequences: int
     ) -> list[str]:
-        encoded = [self._encode(t) for t in texts]
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, enc in enumerate(encoded):
-            ids[row, width - len(enc) :] = torch.tensor(enc)
-            mask[row, width - len(enc) :] = 1
+        ids, mask = self._left_pad([self._encode(t) for t in texts])
+        width = ids.shape[1]
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
             if params.temperature > 0
