@@ -103,6 +103,24 @@ def test_sampling_is_reproducible_from_seed(tiny_backend: Any) -> None:
     assert all(len(samples) == 3 for samples in first)
 
 
+def test_sampling_with_a_tiny_nucleus_is_greedy(tiny_backend: Any) -> None:
+    # top_p near 0 keeps only the most likely token, so every sample equals greedy decoding.
+    prompts = [Chat(q) for q in QUESTIONS]
+    greedy = tiny_backend.generate(prompts, GenerationParams(max_new_tokens=8))
+    sampled = tiny_backend.generate(
+        prompts, GenerationParams(max_new_tokens=8, temperature=1.0, top_p=1e-6, n=2, seed=3)
+    )
+    assert sampled == [[g[0], g[0]] for g in greedy]
+
+
+def test_sampled_rows_differ_within_a_prompt(tiny_backend: Any) -> None:
+    # Each of a prompt's n rows has its own generator: the samples are not copies.
+    out = tiny_backend.generate(
+        [Chat(QUESTIONS[0])], GenerationParams(max_new_tokens=12, temperature=1.5, n=4, seed=1)
+    )
+    assert len(set(out[0])) > 1
+
+
 def test_invalid_generation_params_are_rejected() -> None:
     with pytest.raises(ValueError):
         GenerationParams(n=0)

@@ -235,10 +235,11 @@ class LocalBackend:
     def generate(
         self, prompts: Sequence[Context], params: GenerationParams, progress: Progress | None = None
     ) -> list[list[str]]:
-        """Greedy prompts are batched; sampled prompts each draw `n` samples from their own seed.
+        """Batched greedy or sampled generation; samples are reproducible per prompt.
 
-        Seeding per prompt makes a prompt's samples independent of what else is in the run,
-        so resumed and partial runs reproduce the same answers.
+        Each sampled row draws from its own generator seeded by (seed, prompt text, sample
+        index), so a prompt's samples do not depend on what else is in the batch, and resumed
+        or partial runs reproduce the same answers.
         """
         texts = [self.render(p) for p in prompts]
         outputs: list[list[str]] = []
@@ -249,12 +250,81 @@ class LocalBackend:
                 if progress is not None:
                     progress(len(chunk))
             return [out * params.n for out in outputs]
-        for text in texts:
-            torch.manual_seed(params.seed * 1_000_003 + _stable_hash(text))
-            outputs.append(self._generate_batch([text], params, num_return_sequences=params.n))
+        per_call = max(1, (self.batch_size * 8) // params.n)
+        for chunk in _chunks(texts, per_call):
+            rows = self._sample(chunk, params)
+            outputs.extend(rows[i * params.n : (i + 1) * params.n] for i in range(len(chunk)))
             if progress is not None:
-                progress(1)
+                progress(len(chunk))
         return outputs
+
+    def _sample(self, texts: list[str], params: GenerationParams) -> list[str]:
+        """Temperature / top-p sampling, `params.n` rows per text, one RNG per row.
+
+        Written here rather than through `model.generate`, which draws every row from one
+        global RNG: batching prompts there would make a prompt's samples depend on its
+        neighbours.
+        """
+        device = self.model.device
+        generators = [
+            torch.Generator().manual_seed(
+                (params.seed * 1_000_003 + _stable_hash(text)) * 1_009 + k
+            )
+            for text in texts
+            for k in range(params.n)
+        ]
+        # Each prompt is read once; its cache is then repeated for its n rows.
+        ids, mask = self._left_pad([self._encode(t) for t in texts])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        rows = len(texts) * params.n
+        expand = torch.arange(len(texts)).repeat_interleave(params.n)
+        out.past_key_values.reorder_cache(expand.to(device))
+        logits = out.logits[expand.to(device), -1, :]
+        mask = mask[expand]
+        next_pos = positions[expand, -1] + 1
+        stops = self._stop_ids()
+        new = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long)
+        done = torch.zeros(rows, dtype=torch.bool)
+        for step in range(params.max_new_tokens):
+            probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+            if params.top_p < 1.0:
+                probs = _top_p(probs, params.top_p)
+            cdf = probs.cumsum(-1)
+            draws = torch.stack([torch.rand(1, generator=g) for g in generators]) * cdf[:, -1:]
+            token = torch.searchsorted(cdf, draws).clamp(max=probs.shape[-1] - 1).squeeze(-1)
+            token = torch.where(done, torch.full_like(token, self.pad_id), token)
+            new[:, step] = token
+            done |= torch.isin(token, stops)
+            if bool(done.all()) or step == params.max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
+            out = self.model(
+                input_ids=token[:, None].to(device),
+                attention_mask=mask.to(device),
+                position_ids=next_pos[:, None].to(device),
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+        return [
+            str(self.tokenizer.decode(row, skip_special_tokens=True)).strip()
+            for row in new.tolist()
+        ]
+
+    def _stop_ids(self) -> torch.Tensor:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        return torch.tensor([int(i) for i in ids], dtype=torch.long)
 
     def _generate_batch(
         self, texts: list[str], params: GenerationParams, num_return_sequences: int
@@ -284,6 +354,14 @@ class LocalBackend:
 def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero the tail beyond the smallest set of tokens whose mass reaches `top_p`."""
+    ordered, order = probs.sort(dim=-1, descending=True)
+    tail = ordered.cumsum(-1) - ordered >= top_p
+    ordered = ordered.masked_fill(tail, 0.0)
+    return torch.zeros_like(probs).scatter(-1, order, ordered)
 
 
 def _stable_hash(text: str) -> int:
