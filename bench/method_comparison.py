@@ -21,7 +21,6 @@ import yaml
 
 from valuescope import load_backend
 from valuescope.instrument import load_instrument
-from valuescope.scoring import METHODS, LikelihoodMethod
 from valuescope.validate import run_validation
 
 HERE = Path(__file__).parent
@@ -58,12 +57,6 @@ def balanced_subset(name: str, root: Path) -> Path:
     path = root / f"{inst.name}-balanced.yaml"
     path.write_text(yaml.safe_dump({**doc, "items": items}, sort_keys=False))
     return path
-
-
-# A variant measured beside the shipped methods: the option scored as the end of "I would ...".
-METHODS["likelihood-first-person"] = lambda: LikelihoodMethod(
-    name="likelihood-first-person", first_person=True
-)
 
 
 def main() -> None:
@@ -114,10 +107,11 @@ def main() -> None:
             "mean_own_delta": recovery.mean_own_delta,
             "own_delta": {v: recovery.deltas[v][v] for v in recovery.deltas},
             "own_rank": {v: recovery.rank_of_own(v) for v in recovery.deltas},
+            "deltas": {v: dict(row) for v, row in recovery.deltas.items()},
             "seconds": round(time.perf_counter() - started, 1),
         }
         report["methods"][method] = row  # type: ignore[index]
-        print(json.dumps({method: row}), flush=True)
+        print(json.dumps({method: {k: v for k, v in row.items() if k != "deltas"}}), flush=True)
     out = root / "comparison.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")

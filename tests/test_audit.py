@@ -64,7 +64,7 @@ def test_audit_profile_is_well_formed(tiny_backend: Any, method: str) -> None:
 
 def test_auto_probes_methods_and_records_why(tiny_backend: Any) -> None:
     result = run_audit(AuditConfig(model="hf:tiny", instrument=MINI), backend=tiny_backend)
-    assert set(result.method_probe) == {"likelihood", "choice"}
+    assert set(result.method_probe) == {"likelihood", "likelihood-first-person", "choice"}
     probe = result.method_probe
     best = max(probe, key=lambda m: probe[m]["validity"] or 0.0)
     assert result.method == best

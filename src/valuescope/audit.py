@@ -18,7 +18,7 @@ from .profile import Profile, Ranking, bradley_terry, build_profile
 from .scoring import METHODS, ItemResult, Method, OrderResult, WordingName, presentation_orders
 
 CHUNK = 16
-AUTO_CANDIDATES_WHITE_BOX = ("likelihood", "choice")
+AUTO_CANDIDATES_WHITE_BOX = ("likelihood", "likelihood-first-person", "choice")
 AUTO_CANDIDATES_BLACK_BOX = ("generate",)
 
 ProgressHook = Callable[[str, int, int], None]

@@ -38,7 +38,10 @@ InstrumentOpt = Annotated[
     str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
 ]
 MethodOpt = Annotated[
-    str, typer.Option(help="Scoring method: auto, choice, likelihood or generate.")
+    str,
+    typer.Option(
+        help="Scoring method: auto, likelihood, likelihood-first-person, choice or generate."
+    ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; rerunning resumes.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")]

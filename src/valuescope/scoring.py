@@ -313,8 +313,15 @@ def _scaled(
     return report
 
 
+def _first_person_likelihood() -> LikelihoodMethod:
+    return LikelihoodMethod(name="likelihood-first-person", first_person=True)
+
+
 METHODS: dict[str, Callable[[], Method]] = {
     "choice": ChoiceMethod,
     "likelihood": LikelihoodMethod,
+    "likelihood-first-person": _first_person_likelihood,
     "generate": GenerateMethod,
 }
+"""Scoring methods by name. `likelihood-first-person` scores each option as the end of the
+answer "I would ...": it suits instruments whose options are actions ("Tell the truth")."""

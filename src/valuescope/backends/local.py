@@ -165,12 +165,16 @@ class LocalBackend:
             mask[row, width - len(seq) :] = 1
         return ids, mask
 
-    def _score_batch(
-        self, batch: list[tuple[tuple[int, ...], list[int]]], encoded: list[_Encoded]
-    ) -> Iterator[tuple[int, Loglikelihood]]:
-        device = self.model.device
-        ids, mask = self._left_pad([ctx for ctx, _ in batch])
+    def _prefill(
+        self, sequences: Sequence[Sequence[int]]
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Run left-padded prompts once, keeping their KV cache and last-position logits.
+
+        Returns the model output, the attention mask and the position ids (padding-aware).
+        """
+        ids, mask = self._left_pad(sequences)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        device = self.model.device
         out = self.model(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -178,6 +182,13 @@ class LocalBackend:
             use_cache=True,
             logits_to_keep=1,
         )
+        return out, mask, positions
+
+    def _score_batch(
+        self, batch: list[tuple[tuple[int, ...], list[int]]], encoded: list[_Encoded]
+    ) -> Iterator[tuple[int, Loglikelihood]]:
+        device = self.model.device
+        out, mask, _ = self._prefill([ctx for ctx, _ in batch])
         first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
 
         rows = [(group, index) for group, (_, members) in enumerate(batch) for index in members]
@@ -274,15 +285,7 @@ class LocalBackend:
             for k in range(params.n)
         ]
         # Each prompt is read once; its cache is then repeated for its n rows.
-        ids, mask = self._left_pad([self._encode(t) for t in texts])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out, mask, positions = self._prefill([self._encode(t) for t in texts])
         rows = len(texts) * params.n
         expand = torch.arange(len(texts)).repeat_interleave(params.n)
         out.past_key_values.reorder_cache(expand.to(device))
