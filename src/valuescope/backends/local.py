@@ -256,8 +256,7 @@ class LocalBackend:
         outputs: list[list[str]] = []
         if params.temperature == 0:
             for chunk in _chunks(texts, self.batch_size):
-                decoded = self._generate_batch(chunk, params, num_return_sequences=1)
-                outputs.extend([[d] for d in decoded])
+                outputs.extend([[d] for d in self._greedy(chunk, params)])
                 if progress is not None:
                     progress(len(chunk))
             return [out * params.n for out in outputs]
@@ -317,10 +316,7 @@ class LocalBackend:
             )
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
-        return [
-            str(self.tokenizer.decode(row, skip_special_tokens=True)).strip()
-            for row in new.tolist()
-        ]
+        return self._decode(new)
 
     def _stop_ids(self) -> torch.Tensor:
         eos = self.model.generation_config.eos_token_id
@@ -329,28 +325,25 @@ class LocalBackend:
         ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         return torch.tensor([int(i) for i in ids], dtype=torch.long)
 
-    def _generate_batch(
-        self, texts: list[str], params: GenerationParams, num_return_sequences: int
-    ) -> list[str]:
+    def _greedy(self, texts: list[str], params: GenerationParams) -> list[str]:
+        """Greedy decoding of a left-padded batch through `model.generate`."""
         ids, mask = self._left_pad([self._encode(t) for t in texts])
-        width = ids.shape[1]
-        sampling: dict[str, Any] = (
-            {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-            if params.temperature > 0
-            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        )
         generated = self.model.generate(
             input_ids=ids.to(self.model.device),
             attention_mask=mask.to(self.model.device),
             max_new_tokens=params.max_new_tokens,
-            num_return_sequences=num_return_sequences,
             pad_token_id=self.pad_id,
-            **sampling,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
         )
-        new = generated[:, width:]
+        return self._decode(generated[:, ids.shape[1] :])
+
+    def _decode(self, new_tokens: torch.Tensor) -> list[str]:
         return [
             str(self.tokenizer.decode(row, skip_special_tokens=True)).strip()
-            for row in new.tolist()
+            for row in new_tokens.tolist()
         ]
 
 
