@@ -77,3 +77,31 @@ def test_instruments_lists_builtins() -> None:
     result = run("instruments")
     assert result.returncode == 0
     assert "schwartz-dilemmas" in result.stdout and "moral-foundations-dilemmas" in result.stdout
+
+
+def test_server_flags_with_a_local_model_are_a_usage_error(tmp_path: Path) -> None:
+    result = run("audit", "--concurrency", "4", "--tokenizer", "smollm2", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "--concurrency, --tokenizer apply to server models" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_nonsense_server_settings_are_usage_errors(tmp_path: Path) -> None:
+    spec = "openai:m@http://127.0.0.1:9/v1"
+    for flag, value, message in [
+        ("--concurrency", "0", "--concurrency must be at least 1"),
+        ("--timeout", "-1", "--timeout must be a positive"),
+        ("--token-budget", "0", "--token-budget must be a positive"),
+    ]:
+        result = run("audit", "--model", spec, flag, value, "--out", str(tmp_path))
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_server_gives_up_with_a_clear_error(tmp_path: Path) -> None:
+    # Port 9 (discard) on loopback has no listener: every attempt is a refused connection.
+    result = run("audit", "--model", "openai:m@http://127.0.0.1:9/v1", "--max-retries", "1",
+                 "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2
+    assert "gave up after 1 retries (last failure: connection)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from .scoring import METHODS, ItemResult, Method, OrderResult, WordingName, pres
 CHUNK = 16
 AUTO_CANDIDATES_WHITE_BOX = ("likelihood", "likelihood-first-person", "choice")
 AUTO_CANDIDATES_BLACK_BOX = ("generate",)
+"""Without a capability probe (a backend with no `auto_candidates`), sampling is all that is
+certain to work on a black-box model; the server backend probes and offers more."""
 
 ProgressHook = Callable[[str, int, int], None]
 """Called as (phase description, units done now, total units of the phase)."""
@@ -62,6 +64,10 @@ class AuditResult:
     paraphrase_results: list[ItemResult]
     method_probe: dict[str, dict[str, float | None]] = field(default_factory=dict)
     seconds: float = 0.0
+    server: dict[str, Any] | None = None
+    """For server backends: base URL and what the server offered (never the key)."""
+    requests: dict[str, Any] | None = None
+    """For server backends: requests sent, answered from the cache, retried (by cause)."""
 
 
 def _encode_results(results: Sequence[ItemResult]) -> list[dict[str, Any]]:
@@ -175,8 +181,14 @@ def run_audit(
     backend: Backend | None = None,
     out: Path | None = None,
     progress: ProgressHook | None = None,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> AuditResult:
-    """Run an audit; with `out`, finished chunks are saved and a rerun resumes from them."""
+    """Run an audit; with `out`, finished chunks are saved and a rerun resumes from them.
+
+    `backend_options` go to the backend factory (for servers: `settings`, `cache_path`; the
+    response cache defaults to `out/responses.sqlite`, so a resumed run re-sends nothing
+    that finished).
+    """
     started = time.perf_counter()
     spec = parse_spec(config.model)  # cheap checks first: a typo should not wait for a model
     instrument = load_instrument(config.instrument)
@@ -185,7 +197,13 @@ def run_audit(
             f"instrument {instrument.name!r} has items without a paraphrase; add them or pass "
             "--no-paraphrase"
         )
-    backend = backend or load_backend(spec)
+    if backend is None:
+        options = dict(backend_options or {})
+        if spec.kind == "openai" and out is not None:
+            from .responses import FILENAME
+
+            options.setdefault("cache_path", out / FILENAME)
+        backend = load_backend(spec, **options)
     n_items = min(config.limit or len(instrument.items), len(instrument.items))
     checkpoint = None
     if out is not None:
@@ -201,9 +219,16 @@ def run_audit(
     runner = _Runner(backend, checkpoint, config.system, progress)
     probe: dict[str, dict[str, float | None]] = {}
     method_name = config.method
+    offered = getattr(backend, "auto_candidates", None)
+    check = getattr(backend, "check_method", None)
+    if method_name != "auto" and check is not None:
+        check(method_name)
     if method_name == "auto":
         white = isinstance(backend, WhiteBoxBackend)
-        candidates = AUTO_CANDIDATES_WHITE_BOX if white else AUTO_CANDIDATES_BLACK_BOX
+        if offered is not None:
+            candidates = offered()
+        else:
+            candidates = AUTO_CANDIDATES_WHITE_BOX if white else AUTO_CANDIDATES_BLACK_BOX
         if len(candidates) == 1:
             method_name = candidates[0]
         else:
@@ -234,4 +259,6 @@ def run_audit(
         paraphrase_results=para_results,
         method_probe=probe,
         seconds=time.perf_counter() - started,
+        server=backend.describe() if hasattr(backend, "describe") else None,
+        requests=backend.stats.as_dict() if hasattr(backend, "stats") else None,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -47,6 +47,89 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; rerunn
 SeedOpt = Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Score only the first N items (quick looks).")]
 
+# Options for openai: models (servers); each refuses to be set for a local model.
+ApiKeyEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Environment variable holding the server's API key (default OPENAI_API_KEY); "
+        "the key itself is never written anywhere."
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option(help="Requests in flight at once (server models; default 8).")
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option(help="Seconds before a request counts as failed (default 120).")
+]
+MaxRetriesOpt = Annotated[
+    int | None,
+    typer.Option(help="Retries per request on 429, 5xx, timeouts and dropped connections (8)."),
+]
+MaxRpsOpt = Annotated[
+    float | None, typer.Option(help="Cap on requests started per second (default: no cap).")
+]
+TokenBudgetOpt = Annotated[
+    int | None,
+    typer.Option(help="Stop after this many tokens (prompt + completion) sent; rerun resumes."),
+]
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Local tokenizer of the served model (smollm2, gguf:<file>, hf:<dir>): lets the "
+        "likelihood methods score text through the completions endpoint."
+    ),
+]
+
+
+def _server_options(
+    model: str,
+    api_key_env: str | None,
+    concurrency: int | None,
+    timeout: float | None,
+    max_retries: int | None,
+    max_rps: float | None,
+    token_budget: int | None,
+    tokenizer: str | None,
+) -> dict[str, object]:
+    """Backend options for a server model; server flags given for a local model are an error."""
+    from dataclasses import replace
+
+    from .backends.retry import RetryPolicy
+    from .backends.server import ServerSettings
+    from .errors import UsageError
+    from .modelspec import parse_spec
+
+    given = {
+        "--api-key-env": api_key_env,
+        "--concurrency": concurrency,
+        "--timeout": timeout,
+        "--max-retries": max_retries,
+        "--max-rps": max_rps,
+        "--token-budget": token_budget,
+        "--tokenizer": tokenizer,
+    }
+    if parse_spec(model).kind != "openai":
+        used = [flag for flag, value in given.items() if value is not None]
+        if used:
+            raise UsageError(
+                f"{', '.join(used)} apply to server models (openai:<model>@<url>) only; "
+                f"{model!r} runs locally"
+            )
+        return {}
+    settings = ServerSettings()
+    changes: dict[str, Any] = {
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "timeout": timeout,
+        "max_rps": max_rps,
+        "token_budget": token_budget,
+        "tokenizer": tokenizer,
+    }
+    settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    if max_retries is not None:
+        settings = replace(settings, retry=RetryPolicy(max_retries=max_retries))
+    return {"settings": settings}
+
 
 def _version(value: bool) -> None:
     if value:
@@ -78,12 +161,22 @@ def audit(
     paraphrase: Annotated[
         bool, typer.Option(help="Also score the second wording (paraphrase consistency).")
     ] = True,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
+    max_rps: MaxRpsOpt = None,
+    token_budget: TokenBudgetOpt = None,
+    tokenizer: TokenizerOpt = None,
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
     from .audit import AuditConfig, run_audit
     from .progress import progress_bar
     from .report import write_results
 
+    options = _server_options(
+        model, api_key_env, concurrency, timeout, max_retries, max_rps, token_budget, tokenizer
+    )
     config = AuditConfig(
         model=model,
         instrument=instrument,
@@ -94,11 +187,23 @@ def audit(
         limit=limit,
     )
     with progress_bar(err) as hook:
-        result = run_audit(config, out=out_dir, progress=hook)
+        result = run_audit(config, out=out_dir, progress=hook, backend_options=options)
     paths = write_results(result, out_dir)
     from .summary import print_summary
 
     print_summary(out, result)
+    if result.requests is not None and result.server is not None:
+        caps = result.server["capabilities"]
+        offered = [name for name, ok in caps.items() if ok is True]
+        stats = result.requests
+        causes = ", ".join(f"{k} {v}" for k, v in stats["retry_causes"].items())
+        out.print(
+            f"server: offers {', '.join(offered) or 'plain chat only'}; requests: "
+            f"{stats['sent']} sent, {stats['cached']} from the cache, {stats['retries']} "
+            f"retries{f' ({causes})' if causes else ''}, {stats['tokens']:,} tokens"
+        )
+        if caps.get("echo_note"):
+            out.print(f"server: echo not used: {caps['echo_note']}")
     out.print(f"results: {paths['results']}")
     out.print(f"items:   {paths['items']}")
     out.print(f"card:    {paths['card']}")
@@ -115,6 +220,13 @@ def validate(
     out_dir: OutOpt = Path("runs/validate"),
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
+    max_rps: MaxRpsOpt = None,
+    token_budget: TokenBudgetOpt = None,
+    tokenizer: TokenizerOpt = None,
 ) -> None:
     """Persona recovery: audit once per value persona and check the value moves most."""
     import json
@@ -122,9 +234,20 @@ def validate(
     from .progress import progress_bar
     from .validate import run_validation
 
+    options = _server_options(
+        model, api_key_env, concurrency, timeout, max_retries, max_rps, token_budget, tokenizer
+    )
     with progress_bar(err) as hook:
         recovery = run_validation(
-            model, instrument, method, limit, seed, personas, out=out_dir, progress=hook
+            model,
+            instrument,
+            method,
+            limit,
+            seed,
+            personas,
+            out=out_dir,
+            progress=hook,
+            backend_options=options,
         )
     table = Table(title=f"Persona recovery ({recovery.method})")
     for column in ("persona value", "own delta", "rank of own value"):

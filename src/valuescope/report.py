@@ -28,7 +28,11 @@ def _clean(value: Any) -> Any:
 
 
 def results_json(result: AuditResult) -> dict[str, Any]:
-    """The results document; everything but `timing` is reproducible from the config."""
+    """The results document; everything but `timing` is reproducible from the config.
+
+    `timing` holds what differs between runs of one config: seconds, and for servers the
+    request counts (sent, from the cache, retries by cause).
+    """
     instrument = result.instrument
     n_items = len(result.results)
     paraphrase = {r.item_id: r for r in result.paraphrase_results}
@@ -49,7 +53,11 @@ def results_json(result: AuditResult) -> dict[str, Any]:
     doc = {
         "schema": SCHEMA,
         "valuescope": __version__,
-        "model": {"spec": result.config.model, "name": result.model_name},
+        "model": {
+            "spec": result.config.model,
+            "name": result.model_name,
+            **({"server": result.server} if result.server else {}),
+        },
         "instrument": {
             "name": instrument.name,
             "kind": instrument.kind,
@@ -79,6 +87,7 @@ def results_json(result: AuditResult) -> dict[str, Any]:
                 if result.seconds
                 else None
             ),
+            **({"requests": result.requests} if result.requests is not None else {}),
         },
     }
     cleaned: dict[str, Any] = _clean(doc)

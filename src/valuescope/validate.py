@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,12 +64,19 @@ def run_validation(
     backend: Backend | None = None,
     out: Path | None = None,
     progress: ProgressHook | None = None,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> PersonaRecovery:
     """Audit without a persona, then once per persona; each run resumes under `out`."""
     spec = parse_spec(model)
     inst = load_instrument(instrument)
     personas = load_personas(inst.taxonomy, personas_file)
-    backend = backend or load_backend(spec)
+    if backend is None:
+        options = dict(backend_options or {})
+        if spec.kind == "openai" and out is not None:
+            from .responses import FILENAME
+
+            options.setdefault("cache_path", out / FILENAME)
+        backend = load_backend(spec, **options)
 
     def audit(system: str | None, name: str, chosen: str) -> AuditResult:
         # The baseline also scores the paraphrases, so validation reports every diagnostic.

@@ -81,10 +81,9 @@ def _local(spec: ModelSpec, **options: Any) -> Backend:
 
 
 def _openai(spec: ModelSpec, **options: Any) -> Backend:
-    raise UsageError(
-        f"model {spec.raw!r}: the openai: server backend is not available in this version yet; "
-        "use smollm2, hf:<dir> or gguf:<file>"
-    )
+    from .server import ServerBackend
+
+    return ServerBackend(spec, **options)
 
 
 for _kind in ("embedded", "gguf", "hf"):

@@ -14,6 +14,7 @@ from ..errors import ModelNotAvailableError
 from ..modelspec import ModelSpec
 from ..residual import ResidualStream
 from .base import Context, GenerationParams, Loglikelihood, LoglikelihoodRequest, Progress
+from .template import render
 
 
 @dataclass(frozen=True)
@@ -97,20 +98,7 @@ class LocalBackend:
 
     def render(self, context: Context) -> str:
         """The exact text the model sees; a chat ends with the assistant turn's opening."""
-        if isinstance(context, str):
-            return context
-        messages = []
-        if context.system is not None:
-            messages.append({"role": "system", "content": context.system})
-        messages.append({"role": "user", "content": context.user})
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-            return str(text) + context.answer_prefix
-        # A base model without a template: a plain transcript is the honest fallback.
-        system = f"{context.system}\n\n" if context.system else ""
-        return f"{system}Question: {context.user}\nAnswer: {context.answer_prefix}".rstrip(" ")
+        return render(self.tokenizer, context)
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
