@@ -133,25 +133,25 @@ def test_generate_is_seeded_and_sends_the_system_prompt(
     server: RunningServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     proxy.set_schedule(["ok"])
+    proxy.records.clear()
     spec = f"openai:smollm2@{proxy.base_url}"
     prompts = [Chat("Name a colour.", "You answer in one word."), Chat("Name an animal.")]
     params = GenerationParams(max_new_tokens=6, temperature=1.0, n=3, seed=5)
-    first = _backend(spec, tmp_path / "a.sqlite").generate(prompts, params)
-    again = _backend(spec, tmp_path / "b.sqlite").generate(prompts, params)
-    other = _backend(spec, tmp_path / "c.sqlite").generate(
-        prompts, GenerationParams(max_new_tokens=6, temperature=1.0, n=3, seed=99)
-    )
+    backend = _backend(spec, tmp_path / "a.sqlite")
+    first = backend.generate(prompts, params)
     assert [len(s) for s in first] == [3, 3]
-    assert first == again
-    assert first != other
     sent = [json.loads(r.body) for r in proxy.records if r.path.endswith("chat/completions")]
     systems = [b["messages"][0] for b in sent if b["messages"][0]["role"] == "system"]
     assert {"role": "system", "content": "You answer in one word."} in systems
-    assert {b["seed"] for b in sent if b["messages"][-1]["content"] == "Name an animal."} >= {
-        5,
-        6,
-        7,
-    }
+    # The server ignores n, so each sample is its own request with its own seed.
+    for prompt in prompts:
+        seeds = [b["seed"] for b in sent if b["messages"][-1]["content"] == prompt.user]
+        assert sorted(seeds) == [5, 6, 7]
+    # llama.cpp's sampling is not bit-reproducible across its cache states (a near-tie can
+    # flip); reproducibility comes from the response cache: the same cache, the same samples.
+    again = _backend(spec, tmp_path / "a.sqlite")
+    assert again.generate(prompts, params) == first
+    assert again.stats.sent == 0
 
 
 def test_works_inside_a_running_event_loop(server: RunningServer, tmp_path: Path) -> None:
@@ -211,6 +211,16 @@ def test_audit_end_to_end_from_the_command_line(server: RunningServer, tmp_path:
                  "--api-key-env", KEY_ENV)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "0 sent" in again.stdout
+
+
+def test_generate_audit_through_the_server(server: RunningServer, tmp_path: Path) -> None:
+    config = AuditConfig(model=server.spec, method="generate", paraphrase=False, limit=2)
+    backend = _backend(server.spec, tmp_path / "r.sqlite", concurrency=2)
+    result = run_audit(config, backend=backend)
+    assert len(result.results) == 2
+    assert backend.stats.sent == 2 * 2 * 8 + PROBES  # items x orders x samples (no n here)
+    for r in result.results:
+        assert abs(sum(r.p) - 1) < 1e-9
 
 
 def test_server_profile_agrees_with_the_local_model(
