@@ -223,6 +223,20 @@ def test_generate_audit_through_the_server(server: RunningServer, tmp_path: Path
         assert abs(sum(r.p) - 1) < 1e-9
 
 
+def test_likert_ratings_from_server_logprobs_match_the_local_model(
+    server: RunningServer, smollm2: Any, tmp_path: Path
+) -> None:
+    from valuescope.likert import load_questionnaire, rate
+
+    items = load_questionnaire("schwartz-portraits").items[:10]
+    backend = _backend(server.spec, tmp_path / "r.sqlite")
+    remote = rate(backend, items, system=None)
+    local = rate(smollm2, items, system=None)
+    assert backend.stats.outside_top_logprobs == 0  # all six digits among the alternatives
+    for r, x in zip(remote, local, strict=True):
+        assert abs(r.rating - x.rating) < 0.15, (r, x)
+
+
 def test_server_profile_agrees_with_the_local_model(
     server: RunningServer, smollm2: Any, tmp_path: Path
 ) -> None:

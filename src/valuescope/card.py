@@ -84,7 +84,7 @@ def decisive_items(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dic
     """The items the model decided most clearly, with its choice."""
     rows = []
     for item in doc.get("items", []):
-        if "text" not in item:
+        if "text" not in item or "options" not in item:
             continue
         p = item["p"]
         chosen = max(range(len(p)), key=lambda i: p[i])

@@ -168,15 +168,30 @@ def audit(
     max_rps: MaxRpsOpt = None,
     token_budget: TokenBudgetOpt = None,
     tokenizer: TokenizerOpt = None,
+    alpha: Annotated[
+        bool,
+        typer.Option(
+            help="Likert questionnaires: also rate under every built-in persona prompt and "
+            "report Cronbach's alpha per value over those respondents (11x the work)."
+        ),
+    ] = False,
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
     from .audit import AuditConfig, run_audit
+    from .instrument import instrument_kind
     from .progress import progress_bar
     from .report import write_results
 
     options = _server_options(
         model, api_key_env, concurrency, timeout, max_retries, max_rps, token_budget, tokenizer
     )
+    if instrument_kind(instrument) == "likert":
+        _audit_likert(model, instrument, method, system, out_dir, seed, limit, alpha, options)
+        return
+    if alpha:
+        from .errors import UsageError
+
+        raise UsageError("--alpha applies to likert questionnaires (e.g. schwartz-portraits)")
     config = AuditConfig(
         model=model,
         instrument=instrument,
@@ -204,6 +219,68 @@ def audit(
         )
         if caps.get("echo_note"):
             out.print(f"server: echo not used: {caps['echo_note']}")
+    out.print(f"results: {paths['results']}")
+    out.print(f"items:   {paths['items']}")
+    out.print(f"card:    {paths['card']}")
+
+
+def _audit_likert(
+    model: str,
+    instrument: str,
+    method: str,
+    system: str | None,
+    out_dir: Path,
+    seed: int,
+    limit: int | None,
+    alpha: bool,
+    options: dict[str, Any],
+) -> None:
+    """The audit of a Likert questionnaire: ratings, raw and ipsatized profile, diagnostics."""
+    from .backends import load_backend
+    from .likert import load_questionnaire, run_likert
+    from .modelspec import parse_spec
+    from .persona import load_personas
+    from .progress import progress_bar
+    from .report import write_likert_results
+
+    questionnaire = load_questionnaire(instrument)
+    spec = parse_spec(model)
+    if spec.kind == "openai":
+        from .responses import FILENAME
+
+        options = {**options, "cache_path": out_dir / FILENAME}
+    backend = load_backend(spec, **options)
+    panel = load_personas(questionnaire.taxonomy, None) if alpha else None
+    with progress_bar(err) as hook:
+        result = run_likert(
+            model, questionnaire, backend, method, system, seed, limit, panel, out_dir, hook
+        )
+    paths = write_likert_results(result, out_dir)
+    table = Table(
+        title=f"{result.model_name} on {questionnaire.name} ({result.method})",
+        caption="rating 1-6 (keyed: 6 = holds the value); ipsatized = centred on own mean",
+    )
+    for column in ("value", "rating", "95% CI", "ipsatized", "95% CI", "alpha"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+    order = sorted(result.raw, key=lambda v: -result.ipsatized[v].score)
+    for value in order:
+        raw, ips = result.raw[value], result.ipsatized[value]
+        a = result.alpha.get(value) if result.alpha else None
+        table.add_row(
+            questionnaire.taxonomy[value].label,
+            f"{raw.score:.2f}",
+            f"{raw.ci[0]:.2f}–{raw.ci[1]:.2f}",
+            f"{ips.score:+.2f}",
+            f"{ips.ci[0]:+.2f}–{ips.ci[1]:+.2f}",
+            "n/a" if a is None else f"{a:.2f}",
+        )
+    out.print(table)
+    out.print(
+        f"acquiescence {result.acquiescence:.2f} (mean rating; 3.5 is the middle) · "
+        f"scale-direction consistency {result.direction_consistency:.2f}"
+    )
+    out.print(f"verdict: {result.verdict}")
+    out.print(f"{result.seconds:.1f} s")
     out.print(f"results: {paths['results']}")
     out.print(f"items:   {paths['items']}")
     out.print(f"card:    {paths['card']}")
@@ -293,21 +370,22 @@ def compare(
 @app.command()
 def instruments() -> None:
     """List the built-in instruments and taxonomies."""
-    from .instrument import BUILTIN_INSTRUMENTS, load_instrument
+    from .instrument import BUILTIN_INSTRUMENTS, instrument_kind, load_instrument
+    from .likert import load_questionnaire
     from .taxonomy import BUILTIN_TAXONOMIES, load_taxonomy
 
     table = Table(title="Built-in instruments")
     for column in ("name", "kind", "taxonomy", "items", "paraphrases"):
         table.add_column(column, no_wrap=column == "name")
     for name in BUILTIN_INSTRUMENTS:
-        inst = load_instrument(name)
-        table.add_row(
-            name,
-            inst.kind,
-            inst.taxonomy.name,
-            str(len(inst.items)),
-            "yes" if inst.has_paraphrases else "no",
-        )
+        if instrument_kind(name) == "likert":
+            questionnaire = load_questionnaire(name)
+            row = ("likert", questionnaire.taxonomy.name, len(questionnaire.items), "no")
+        else:
+            inst = load_instrument(name)
+            paraphrased = "yes" if inst.has_paraphrases else "no"
+            row = (inst.kind, inst.taxonomy.name, len(inst.items), paraphrased)
+        table.add_row(name, row[0], row[1], str(row[2]), row[3])
     out.print(table)
     tax_table = Table(title="Built-in taxonomies")
     tax_table.add_column("name", no_wrap=True)

@@ -19,7 +19,7 @@ from .taxonomy import Taxonomy, load_taxonomy
 from .yamlfile import read_yaml
 
 KINDS = ("dilemma", "likert", "pairwise", "open")
-SUPPORTED_KINDS = ("dilemma",)
+SUPPORTED_KINDS = ("dilemma", "likert")
 
 
 def _nonblank(text: str) -> str:
@@ -118,21 +118,17 @@ class Instrument:
         raise KeyError(item_id)
 
 
-BUILTIN_INSTRUMENTS = ("schwartz-dilemmas", "moral-foundations-dilemmas")
+BUILTIN_INSTRUMENTS = ("schwartz-dilemmas", "moral-foundations-dilemmas", "schwartz-portraits")
 
 
 def builtin_instrument_path(name: str) -> Path:
     return Path(str(resources.files("valuescope") / "data" / "instruments" / f"{name}.yaml"))
 
 
-def load_instrument(name_or_path: str | Path, taxonomy: str | None = None) -> Instrument:
-    """A built-in instrument by name, or one from a YAML / JSON Lines file.
-
-    `taxonomy` is required for JSON Lines (which holds only items) and overrides YAML's.
-
-    >>> len(load_instrument("schwartz-dilemmas").items) >= 180
-    True
-    """
+def read_document(
+    name_or_path: str | Path, taxonomy: str | None = None
+) -> tuple[Path, bytes, dict[str, Any], Taxonomy]:
+    """Locate, read and check the top level of an instrument file (any kind)."""
     key = str(name_or_path)
     path = builtin_instrument_path(key) if key in BUILTIN_INSTRUMENTS else Path(key).expanduser()
     if not path.is_file():
@@ -168,6 +164,27 @@ def load_instrument(name_or_path: str | Path, taxonomy: str | None = None) -> In
     items = doc.get("items")
     if not isinstance(items, list) or not items:
         raise UsageError(f"{path}: field 'items' must be a non-empty list")
+    return path, raw, doc, tax
+
+
+def instrument_kind(name_or_path: str | Path, taxonomy: str | None = None) -> str:
+    """The kind of an instrument file (dilemma, likert, ...), after checking its top level."""
+    return str(read_document(name_or_path, taxonomy)[2]["kind"])
+
+
+def load_instrument(name_or_path: str | Path, taxonomy: str | None = None) -> Instrument:
+    """A built-in dilemma instrument by name, or one from a YAML / JSON Lines file.
+
+    `taxonomy` is required for JSON Lines (which holds only items) and overrides YAML's.
+    Likert questionnaires load with `valuescope.questionnaire.load_questionnaire`.
+
+    >>> len(load_instrument("schwartz-dilemmas").items) >= 180
+    True
+    """
+    path, raw, doc, tax = read_document(name_or_path, taxonomy)
+    if doc["kind"] != "dilemma":
+        raise UsageError(f"{path}: is a {doc['kind']} instrument; this needs a dilemma instrument")
+    items = doc["items"]
     parsed = tuple(_parse_dilemma(path, index, entry, tax) for index, entry in enumerate(items))
     seen: set[str] = set()
     for item in parsed:

@@ -12,6 +12,8 @@ from typing import Any
 from . import __version__
 from .audit import AuditResult
 from .errors import UsageError
+from .likert import LikertResult
+from .profile import ValueScore
 
 SCHEMA = "valuescope.results/1"
 
@@ -153,3 +155,96 @@ def read_results(directory: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise UsageError(f"{path}: schema is not {SCHEMA}")
     return doc
+
+
+def likert_results_json(result: LikertResult) -> dict[str, Any]:
+    """results.json for a Likert questionnaire (same schema; `likert` holds its own figures)."""
+    q = result.questionnaire
+    by_id = {item.id: item for item in q.items}
+
+    def scores(values: dict[str, ValueScore]) -> dict[str, Any]:
+        return {v: {"score": s.score, "ci": list(s.ci), "n": s.n} for v, s in values.items()}
+
+    ci_half = [s.ci[0] <= 0.5 <= s.ci[1] for s in result.profile.scores.values()]
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "valuescope": __version__,
+        "model": {"spec": result.model, "name": result.model_name},
+        "instrument": {
+            "name": q.name,
+            "kind": "likert",
+            "items": len(result.ratings),
+            "sha256": q.sha256,
+        },
+        "taxonomy": q.taxonomy.name,
+        "values": {v.id: {"label": v.label, "definition": v.definition} for v in q.taxonomy.values},
+        "method": result.method,
+        "system": result.system,
+        "steering": None,
+        "seed": result.seed,
+        "profile": result.profile.as_dict(),
+        "profile_paraphrase": None,
+        "ranking": None,
+        "likert": {
+            "scale": "1 = not like me at all ... 6 = very much like me",
+            "raw": scores(result.raw),
+            "ipsatized": scores(result.ipsatized),
+            "acquiescence": result.acquiescence,
+            "direction_consistency": result.direction_consistency,
+            "alpha": result.alpha,
+            "panel": result.panel,
+        },
+        "diagnostics": {
+            "order_consistency": None,
+            "position_bias": None,
+            "paraphrase_consistency": None,
+            "direction_consistency": result.direction_consistency,
+            "acquiescence": result.acquiescence,
+            "ci_includes_half": sum(ci_half) / len(ci_half) if ci_half else None,
+            "verdict": result.verdict,
+            "warnings": [],
+        },
+        "items": [
+            {
+                "id": r.item_id,
+                "text": by_id[r.item_id].text,
+                "value": by_id[r.item_id].value,
+                "keyed": by_id[r.item_id].keyed,
+                "p": list(r.p),
+                "p_forward": list(r.forward),
+                "p_reverse": list(r.reverse),
+                "rating": r.rating,
+            }
+            for r in result.ratings
+        ],
+        "timing": {"seconds": result.seconds},
+    }
+    cleaned: dict[str, Any] = _clean(doc)
+    return cleaned
+
+
+def write_likert_results(result: LikertResult, out: Path) -> dict[str, Path]:
+    """results.json, items.csv (one row per statement) and card.html for a questionnaire."""
+    from .card import render_card
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.json", "items": out / "items.csv", "card": out / "card.html"}
+    doc = likert_results_json(result)
+    _atomic_write(paths["results"], json.dumps(doc, indent=1) + "\n")
+    _atomic_write(paths["card"], render_card([doc]))
+    tmp = paths["items"].with_name(f".items.csv.{os.getpid()}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_id", "value", "keyed", "rating", *[f"p{k}" for k in range(1, 7)]])
+        for item in doc["items"]:
+            writer.writerow(
+                [
+                    item["id"],
+                    item["value"],
+                    item["keyed"],
+                    f"{item['rating']:.6f}",
+                    *[f"{p:.6f}" for p in item["p"]],
+                ]
+            )
+    os.replace(tmp, paths["items"])
+    return paths
