@@ -175,6 +175,13 @@ def audit(
             "report Cronbach's alpha per value over those respondents (11x the work)."
         ),
     ] = False,
+    budget: Annotated[
+        int | None,
+        typer.Option(
+            help="Pairwise instruments: comparisons to make (default 4 per outcome); pairs "
+            "after a random start are chosen where the fitted preference is least certain."
+        ),
+    ] = None,
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
     from .audit import AuditConfig, run_audit
@@ -185,9 +192,17 @@ def audit(
     options = _server_options(
         model, api_key_env, concurrency, timeout, max_retries, max_rps, token_budget, tokenizer
     )
-    if instrument_kind(instrument) == "likert":
+    kind = instrument_kind(instrument)
+    if kind == "likert":
         _audit_likert(model, instrument, method, system, out_dir, seed, limit, alpha, options)
         return
+    if kind == "pairwise":
+        _audit_pairwise(model, instrument, system, out_dir, seed, budget, options)
+        return
+    if budget is not None:
+        from .errors import UsageError
+
+        raise UsageError("--budget applies to pairwise instruments (e.g. schwartz-outcomes)")
     if alpha:
         from .errors import UsageError
 
@@ -236,20 +251,13 @@ def _audit_likert(
     options: dict[str, Any],
 ) -> None:
     """The audit of a Likert questionnaire: ratings, raw and ipsatized profile, diagnostics."""
-    from .backends import load_backend
     from .likert import load_questionnaire, run_likert
-    from .modelspec import parse_spec
     from .persona import load_personas
     from .progress import progress_bar
     from .report import write_likert_results
 
     questionnaire = load_questionnaire(instrument)
-    spec = parse_spec(model)
-    if spec.kind == "openai":
-        from .responses import FILENAME
-
-        options = {**options, "cache_path": out_dir / FILENAME}
-    backend = load_backend(spec, **options)
+    backend = _backend_for(model, out_dir, options)
     panel = load_personas(questionnaire.taxonomy, None) if alpha else None
     with progress_bar(err) as hook:
         result = run_likert(
@@ -278,6 +286,69 @@ def _audit_likert(
     out.print(
         f"acquiescence {result.acquiescence:.2f} (mean rating; 3.5 is the middle) · "
         f"scale-direction consistency {result.direction_consistency:.2f}"
+    )
+    out.print(f"verdict: {result.verdict}")
+    out.print(f"{result.seconds:.1f} s")
+    out.print(f"results: {paths['results']}")
+    out.print(f"items:   {paths['items']}")
+    out.print(f"card:    {paths['card']}")
+
+
+def _backend_for(model: str, out_dir: Path, options: dict[str, Any]) -> Any:
+    from .backends import load_backend
+    from .modelspec import parse_spec
+
+    spec = parse_spec(model)
+    if spec.kind == "openai":
+        from .responses import FILENAME
+
+        options = {**options, "cache_path": out_dir / FILENAME}
+    return load_backend(spec, **options)
+
+
+def _audit_pairwise(
+    model: str,
+    instrument: str,
+    system: str | None,
+    out_dir: Path,
+    seed: int,
+    budget: int | None,
+    options: dict[str, Any],
+) -> None:
+    """The audit of a pairwise instrument: Thurstonian utilities, value scores, fit checks."""
+    from .pairwise import load_outcomes, run_pairwise
+    from .progress import progress_bar
+    from .report import write_pairwise_results
+
+    outcomes = load_outcomes(instrument)
+    backend = _backend_for(model, out_dir, options)
+    with progress_bar(err) as hook:
+        result = run_pairwise(model, outcomes, backend, system, seed, budget, out_dir, hook)
+    paths = write_pairwise_results(result, out_dir)
+    table = Table(
+        title=f"{result.model_name} on {outcomes.name} (pairwise, Thurstonian)",
+        caption="score = P(an outcome of the value is preferred to one of another value)",
+    )
+    for column in ("value", "score", "95% CI", "mean utility", "n"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+    for value in sorted(result.profile.scores, key=lambda v: -result.profile.scores[v].score):
+        score, utility = result.profile.scores[value], result.value_utility[value]
+        table.add_row(
+            outcomes.taxonomy[value].label,
+            f"{score.score:.2f}",
+            f"{score.ci[0]:.2f}–{score.ci[1]:.2f}",
+            f"{utility.score:+.2f}",
+            str(score.n),
+        )
+    out.print(table)
+
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    out.print(
+        f"{len(result.pairs)} comparisons · held-out accuracy {fmt(result.accuracy)} · "
+        f"held-out log-loss {fmt(result.log_loss)} (0.69 = always 1/2) · transitivity "
+        f"violations {fmt(result.transitivity)} · decisiveness {result.decisiveness:.3f}"
     )
     out.print(f"verdict: {result.verdict}")
     out.print(f"{result.seconds:.1f} s")
@@ -372,15 +443,20 @@ def instruments() -> None:
     """List the built-in instruments and taxonomies."""
     from .instrument import BUILTIN_INSTRUMENTS, instrument_kind, load_instrument
     from .likert import load_questionnaire
+    from .pairwise import load_outcomes
     from .taxonomy import BUILTIN_TAXONOMIES, load_taxonomy
 
     table = Table(title="Built-in instruments")
     for column in ("name", "kind", "taxonomy", "items", "paraphrases"):
         table.add_column(column, no_wrap=column == "name")
     for name in BUILTIN_INSTRUMENTS:
-        if instrument_kind(name) == "likert":
+        kind = instrument_kind(name)
+        if kind == "likert":
             questionnaire = load_questionnaire(name)
             row = ("likert", questionnaire.taxonomy.name, len(questionnaire.items), "no")
+        elif kind == "pairwise":
+            outcome_set = load_outcomes(name)
+            row = ("pairwise", outcome_set.taxonomy.name, len(outcome_set.items), "no")
         else:
             inst = load_instrument(name)
             paraphrased = "yes" if inst.has_paraphrases else "no"

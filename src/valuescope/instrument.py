@@ -19,7 +19,7 @@ from .taxonomy import Taxonomy, load_taxonomy
 from .yamlfile import read_yaml
 
 KINDS = ("dilemma", "likert", "pairwise", "open")
-SUPPORTED_KINDS = ("dilemma", "likert")
+SUPPORTED_KINDS = ("dilemma", "likert", "pairwise")
 
 
 def _nonblank(text: str) -> str:
@@ -118,7 +118,12 @@ class Instrument:
         raise KeyError(item_id)
 
 
-BUILTIN_INSTRUMENTS = ("schwartz-dilemmas", "moral-foundations-dilemmas", "schwartz-portraits")
+BUILTIN_INSTRUMENTS = (
+    "schwartz-dilemmas",
+    "moral-foundations-dilemmas",
+    "schwartz-portraits",
+    "schwartz-outcomes",
+)
 
 
 def builtin_instrument_path(name: str) -> Path:

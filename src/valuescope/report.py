@@ -13,6 +13,7 @@ from . import __version__
 from .audit import AuditResult
 from .errors import UsageError
 from .likert import LikertResult
+from .pairwise import PairwiseResult
 from .profile import ValueScore
 
 SCHEMA = "valuescope.results/1"
@@ -246,5 +247,97 @@ def write_likert_results(result: LikertResult, out: Path) -> dict[str, Path]:
                     *[f"{p:.6f}" for p in item["p"]],
                 ]
             )
+    os.replace(tmp, paths["items"])
+    return paths
+
+
+def pairwise_results_json(result: PairwiseResult) -> dict[str, Any]:
+    """results.json for a pairwise instrument; `pairwise` holds the fit and its checks."""
+    items = result.outcomes.items
+    ci_half = [s.ci[0] <= 0.5 <= s.ci[1] for s in result.profile.scores.values()]
+    held = set(result.held_out)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "valuescope": __version__,
+        "model": {"spec": result.model, "name": result.model_name},
+        "instrument": {
+            "name": result.outcomes.name,
+            "kind": "pairwise",
+            "items": len(items),
+            "sha256": result.outcomes.sha256,
+        },
+        "taxonomy": result.outcomes.taxonomy.name,
+        "values": {
+            v.id: {"label": v.label, "definition": v.definition}
+            for v in result.outcomes.taxonomy.values
+        },
+        "method": "choice",
+        "system": result.system,
+        "steering": None,
+        "seed": result.seed,
+        "profile": result.profile.as_dict(),
+        "profile_paraphrase": None,
+        "ranking": None,
+        "pairwise": {
+            "model": "thurstonian",
+            "comparisons": len(result.pairs),
+            "held_out": len(result.held_out),
+            "heldout_accuracy": result.accuracy,
+            "heldout_log_loss": result.log_loss,
+            "baseline_log_loss": math.log(2),
+            "transitivity_violation_rate": result.transitivity,
+            "decisiveness": result.decisiveness,
+            "value_utility": {
+                v: {"score": s.score, "ci": list(s.ci), "n": s.n}
+                for v, s in result.value_utility.items()
+            },
+            "comparisons_made": [
+                {"a": items[i].id, "b": items[j].id, "p_a": pij, "held_out": k in held}
+                for k, ((i, j), pij) in enumerate(zip(result.pairs, result.p, strict=True))
+            ],
+        },
+        "diagnostics": {
+            "order_consistency": None,
+            "position_bias": None,
+            "paraphrase_consistency": None,
+            "heldout_accuracy": result.accuracy,
+            "heldout_log_loss": result.log_loss,
+            "transitivity_violation_rate": result.transitivity,
+            "decisiveness": result.decisiveness,
+            "ci_includes_half": sum(ci_half) / len(ci_half) if ci_half else None,
+            "verdict": result.verdict,
+            "warnings": [],
+        },
+        "items": [
+            {
+                "id": o.id,
+                "text": o.text,
+                "values": list(o.values),
+                "utility": float(result.fit.mu[k]),
+                "sd": float(result.fit.sigma[k]),
+            }
+            for k, o in enumerate(items)
+        ],
+        "timing": {"seconds": result.seconds},
+    }
+    cleaned: dict[str, Any] = _clean(doc)
+    return cleaned
+
+
+def write_pairwise_results(result: PairwiseResult, out: Path) -> dict[str, Path]:
+    """results.json, items.csv (one row per outcome) and card.html for a pairwise run."""
+    from .card import render_card
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.json", "items": out / "items.csv", "card": out / "card.html"}
+    doc = pairwise_results_json(result)
+    _atomic_write(paths["results"], json.dumps(doc, indent=1) + "\n")
+    _atomic_write(paths["card"], render_card([doc]))
+    tmp = paths["items"].with_name(f".items.csv.{os.getpid()}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item_id", "values", "utility", "sd"])
+        for item in doc["items"]:
+            writer.writerow([item["id"], "|".join(item["values"]), item["utility"], item["sd"]])
     os.replace(tmp, paths["items"])
     return paths
