@@ -147,6 +147,11 @@ def test_cli_audit_of_a_questionnaire_with_alpha(tiny_model_dir: Path, tmp_path:
     likert = doc["likert"]
     assert set(likert["alpha"]) == set(doc["values"])  # 20 items: two per value
     assert len(likert["panel"]) == 10
+    recovery = likert["persona_recovery"]
+    assert set(recovery) == set(doc["values"])
+    assert sorted(r["rank"] for r in recovery.values())[0] >= 1
+    assert all(1 <= r["rank"] <= 10 for r in recovery.values())
+    assert "persona recovery (ipsatized)" in done.stdout
     assert 1 <= likert["acquiescence"] <= 6
     for item in doc["items"]:
         assert sum(item["p"]) == pytest.approx(1.0, abs=1e-5)

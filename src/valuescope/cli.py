@@ -150,7 +150,15 @@ def _root(
 @app.command()
 def audit(
     model: ModelOpt = "smollm2",
-    instrument: InstrumentOpt = "schwartz-dilemmas",
+    instrument: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--instrument",
+            "-i",
+            help="Built-in instrument name or file path (default schwartz-dilemmas). Repeat it "
+            "to audit several instruments of one taxonomy and measure how far they agree.",
+        ),
+    ] = None,
     method: MethodOpt = "auto",
     system: Annotated[
         str | None, typer.Option(help="System prompt for every item (e.g. a persona).")
@@ -184,29 +192,93 @@ def audit(
     ] = None,
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
-    from .audit import AuditConfig, run_audit
     from .instrument import instrument_kind
-    from .progress import progress_bar
-    from .report import write_results
 
     options = _server_options(
         model, api_key_env, concurrency, timeout, max_retries, max_rps, token_budget, tokenizer
     )
-    kind = instrument_kind(instrument)
-    if kind == "likert":
-        _audit_likert(model, instrument, method, system, out_dir, seed, limit, alpha, options)
-        return
-    if kind == "pairwise":
-        _audit_pairwise(model, instrument, system, out_dir, seed, budget, options)
-        return
-    if budget is not None:
-        from .errors import UsageError
+    names = instrument or ["schwartz-dilemmas"]
+    kinds = [instrument_kind(name) for name in names]  # a typo fails before any model loads
+    from .errors import UsageError
 
+    if budget is not None and "pairwise" not in kinds:
         raise UsageError("--budget applies to pairwise instruments (e.g. schwartz-outcomes)")
-    if alpha:
-        from .errors import UsageError
-
+    if alpha and "likert" not in kinds:
         raise UsageError("--alpha applies to likert questionnaires (e.g. schwartz-portraits)")
+
+    def one(name: str, kind: str, where: Path) -> None:
+        if kind == "likert":
+            _audit_likert(model, name, method, system, where, seed, limit, alpha, options)
+        elif kind == "pairwise":
+            _audit_pairwise(model, name, system, where, seed, budget, options)
+        else:
+            _audit_dilemmas(model, name, method, system, where, seed, limit, paraphrase, options)
+
+    if len(names) == 1:
+        one(names[0], kinds[0], out_dir)
+        return
+    _audit_several(names, kinds, out_dir, seed, one)
+
+
+def _audit_several(names: list[str], kinds: list[str], out_dir: Path, seed: int, one: Any) -> None:
+    """Each instrument into its own folder, then their agreement and one card with all."""
+    import json
+
+    from .agreement import agreement
+    from .card import write_card
+    from .report import read_results
+
+    labels: list[str] = []
+    for name in names:
+        label = Path(name).stem
+        while label in labels:
+            label += "+"
+        labels.append(label)
+    docs = {}
+    for name, kind, label in zip(names, kinds, labels, strict=True):
+        out.rule(f"{label} ({kind})")
+        one(name, kind, out_dir / label)
+        docs[label] = read_results(out_dir / label)
+    report = agreement(docs, seed)
+    path = out_dir / "agreement.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    table = Table(title="Agreement between instruments (Spearman's rho of the profiles)")
+    for column in ("instrument", "instrument", "rho", "95% CI", "values"):
+        table.add_column(column)
+    for pair in report["pairs"]:
+        rho, (low, high) = pair["rho"], pair["ci"]
+        table.add_row(
+            pair["a"],
+            pair["b"],
+            "n/a" if rho is None else f"{rho:+.2f}",
+            "n/a" if low is None else f"{low:+.2f} to {high:+.2f}",
+            str(pair["n_values"]),
+        )
+    out.rule("convergent validity")
+    out.print(table)
+    labelled = [
+        {**doc, "label": f"{label} ({doc['instrument']['kind']})"} for label, doc in docs.items()
+    ]
+    card = write_card(labelled, out_dir / "card.html", "Value profile across instruments")
+    out.print(f"agreement: {path}")
+    out.print(f"card:      {card}")
+
+
+def _audit_dilemmas(
+    model: str,
+    instrument: str,
+    method: str,
+    system: str | None,
+    out_dir: Path,
+    seed: int,
+    limit: int | None,
+    paraphrase: bool,
+    options: dict[str, Any],
+) -> None:
+    from .audit import AuditConfig, run_audit
+    from .progress import progress_bar
+    from .report import write_results
+
     config = AuditConfig(
         model=model,
         instrument=instrument,
@@ -287,6 +359,12 @@ def _audit_likert(
         f"acquiescence {result.acquiescence:.2f} (mean rating; 3.5 is the middle) · "
         f"scale-direction consistency {result.direction_consistency:.2f}"
     )
+    if result.recovery:
+        ranks = [r["rank"] for r in result.recovery.values()]
+        out.print(
+            f"persona recovery (ipsatized): top-1 {sum(r == 1 for r in ranks)}/{len(ranks)} · "
+            f"top-3 {sum(r <= 3 for r in ranks)}/{len(ranks)}"
+        )
     out.print(f"verdict: {result.verdict}")
     out.print(f"{result.seconds:.1f} s")
     out.print(f"results: {paths['results']}")

@@ -229,6 +229,9 @@ class LikertResult:
     direction_consistency: float
     alpha: dict[str, float] | None
     panel: list[str] = field(default_factory=list)
+    recovery: dict[str, dict[str, float]] | None = None
+    """With a persona panel: per persona value, its ipsatized delta against the model
+    unprompted and the rank of that delta among all values (1 = moved most)."""
     seconds: float = 0.0
 
     @property
@@ -349,8 +352,19 @@ def run_likert(
     ratings = rated("model", system)
     profile, raw, ipsatized, acquiescence, consistency = analyse(questionnaire, ratings, seed)
     alpha = None
+    recovery = None
     if panel:
-        matrix_rows = [ratings] + [rated(name, prompt) for name, prompt in panel.items()]
+        panel_ratings = {name: rated(name, prompt) for name, prompt in panel.items()}
+        matrix_rows = [ratings, *panel_ratings.values()]
+        recovery = {}
+        for name, rows_of in panel_ratings.items():
+            if name not in questionnaire.taxonomy:
+                continue
+            persona = analyse(questionnaire, rows_of, seed)[2]
+            deltas = {v: persona[v].score - ipsatized[v].score for v in ipsatized}
+            order = sorted(deltas, key=lambda v: -deltas[v])
+            if name in deltas:
+                recovery[name] = {"delta": deltas[name], "rank": float(order.index(name) + 1)}
         alpha = {}
         for value in questionnaire.taxonomy.ids:
             rows = [n for n, i in enumerate(items) if i.value == value]
@@ -378,6 +392,7 @@ def run_likert(
         direction_consistency=consistency,
         alpha=alpha,
         panel=list(panel or {}),
+        recovery=recovery,
         seconds=time.perf_counter() - started,
     )
 

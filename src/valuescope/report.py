@@ -194,6 +194,7 @@ def likert_results_json(result: LikertResult) -> dict[str, Any]:
             "direction_consistency": result.direction_consistency,
             "alpha": result.alpha,
             "panel": result.panel,
+            "persona_recovery": result.recovery,
         },
         "diagnostics": {
             "order_consistency": None,
