@@ -182,16 +182,18 @@ def run_audit(
     out: Path | None = None,
     progress: ProgressHook | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    instrument: Instrument | None = None,
 ) -> AuditResult:
     """Run an audit; with `out`, finished chunks are saved and a rerun resumes from them.
 
     `backend_options` go to the backend factory (for servers: `settings`, `cache_path`; the
     response cache defaults to `out/responses.sqlite`, so a resumed run re-sends nothing
-    that finished).
+    that finished). `instrument` replaces loading `config.instrument` (for instruments
+    converted from other formats, see `valuescope.loaders`).
     """
     started = time.perf_counter()
     spec = parse_spec(config.model)  # cheap checks first: a typo should not wait for a model
-    instrument = load_instrument(config.instrument)
+    instrument = instrument or load_instrument(config.instrument)
     if config.paraphrase and not instrument.has_paraphrases:
         raise UsageError(
             f"instrument {instrument.name!r} has items without a paraphrase; add them or pass "

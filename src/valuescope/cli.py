@@ -190,6 +190,16 @@ def audit(
             "after a random start are chosen where the fitted preference is least certain."
         ),
     ] = None,
+    value_map: Annotated[
+        Path | None,
+        typer.Option(
+            help="For dailydilemmas:<csv> and utility-options:<json> instruments: YAML mapping "
+            "their value names to the taxonomy's ids."
+        ),
+    ] = None,
+    taxonomy: Annotated[
+        str, typer.Option(help="Taxonomy for instruments converted with --value-map.")
+    ] = "schwartz",
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
     from .instrument import instrument_kind
@@ -197,9 +207,17 @@ def audit(
     options = _server_options(
         model, api_key_env, concurrency, timeout, max_retries, max_rps, token_budget, tokenizer
     )
-    names = instrument or ["schwartz-dilemmas"]
-    kinds = [instrument_kind(name) for name in names]  # a typo fails before any model loads
     from .errors import UsageError
+    from .loaders import PREFIXES, split_source
+
+    names = instrument or ["schwartz-dilemmas"]
+    # A typo fails here, before any model loads.
+    kinds = [
+        PREFIXES[source[0]] if (source := split_source(name)) else instrument_kind(name)
+        for name in names
+    ]
+    if value_map is not None and not any(split_source(name) for name in names):
+        raise UsageError("--value-map applies to dailydilemmas:<csv> or utility-options:<json>")
 
     if budget is not None and "pairwise" not in kinds:
         raise UsageError("--budget applies to pairwise instruments (e.g. schwartz-outcomes)")
@@ -207,7 +225,10 @@ def audit(
         raise UsageError("--alpha applies to likert questionnaires (e.g. schwartz-portraits)")
 
     def one(name: str, kind: str, where: Path) -> None:
-        if kind == "likert":
+        if split_source(name):
+            _audit_converted(name, model, method, system, where, seed, limit, budget, options,
+                             value_map, taxonomy)  # fmt: skip
+        elif kind == "likert":
             _audit_likert(model, name, method, system, where, seed, limit, alpha, options)
         elif kind == "pairwise":
             _audit_pairwise(model, name, system, where, seed, budget, options)
@@ -218,6 +239,43 @@ def audit(
         one(names[0], kinds[0], out_dir)
         return
     _audit_several(names, kinds, out_dir, seed, one)
+
+
+def _audit_converted(
+    name: str,
+    model: str,
+    method: str,
+    system: str | None,
+    out_dir: Path,
+    seed: int,
+    limit: int | None,
+    budget: int | None,
+    options: dict[str, Any],
+    value_map: Path | None,
+    taxonomy: str,
+) -> None:
+    """A DailyDilemmas CSV or Utility Engineering options file, converted through --value-map."""
+    from .loaders import load_daily_dilemmas, load_utility_options, split_source
+
+    source = split_source(name)
+    assert source is not None
+    prefix, path = source
+    if prefix == "dailydilemmas":
+        converted, unmapped, dropped = load_daily_dilemmas(path, value_map, taxonomy)
+        units = "dilemmas"
+    else:
+        outcome_set, unmapped, dropped = load_utility_options(path, value_map, taxonomy)
+        units = "options"
+    if unmapped:
+        listed = ", ".join(f"{k} ({v})" for k, v in unmapped.items())
+        err.print(f"valuescope: value names not in --value-map (ignored): {listed}", markup=False)
+    if dropped:
+        err.print(f"valuescope: {dropped} {units} dropped: no mapped value", markup=False)
+    if prefix == "dailydilemmas":
+        _audit_dilemmas(model, name, method, system, out_dir, seed, limit, False, options,
+                        converted)  # fmt: skip
+    else:
+        _audit_pairwise(model, name, system, out_dir, seed, budget, options, outcome_set)
 
 
 def _audit_several(names: list[str], kinds: list[str], out_dir: Path, seed: int, one: Any) -> None:
@@ -274,6 +332,7 @@ def _audit_dilemmas(
     limit: int | None,
     paraphrase: bool,
     options: dict[str, Any],
+    converted: Any = None,
 ) -> None:
     from .audit import AuditConfig, run_audit
     from .progress import progress_bar
@@ -289,7 +348,9 @@ def _audit_dilemmas(
         limit=limit,
     )
     with progress_bar(err) as hook:
-        result = run_audit(config, out=out_dir, progress=hook, backend_options=options)
+        result = run_audit(
+            config, out=out_dir, progress=hook, backend_options=options, instrument=converted
+        )
     paths = write_results(result, out_dir)
     from .summary import print_summary
 
@@ -392,13 +453,14 @@ def _audit_pairwise(
     seed: int,
     budget: int | None,
     options: dict[str, Any],
+    converted: Any = None,
 ) -> None:
     """The audit of a pairwise instrument: Thurstonian utilities, value scores, fit checks."""
     from .pairwise import load_outcomes, run_pairwise
     from .progress import progress_bar
     from .report import write_pairwise_results
 
-    outcomes = load_outcomes(instrument)
+    outcomes = converted or load_outcomes(instrument)
     backend = _backend_for(model, out_dir, options)
     with progress_bar(err) as hook:
         result = run_pairwise(model, outcomes, backend, system, seed, budget, out_dir, hook)
