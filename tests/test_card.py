@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -149,3 +150,47 @@ def test_card_html_escapes_without_a_browser(card_dir: Path) -> None:
     assert "&lt;script&gt;" in html
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html)  # nothing to fetch
     assert "<link" not in html
+
+
+def test_questionnaire_and_pairwise_cards_show_their_checks(
+    browser: Any, tiny_backend: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from valuescope.likert import load_questionnaire, run_likert
+    from valuescope.pairwise import load_outcomes, run_pairwise
+    from valuescope.report import write_likert_results, write_pairwise_results
+
+    likert = tmp_path / "q.yaml"
+    likert.write_text(
+        "kind: likert\ntaxonomy: schwartz\nitems:\n"
+        + "".join(
+            f"  - {{id: s{k}, text: {json.dumps(f'I like item {k}. {PAYLOAD}')}, "
+            f"value: {v}, keyed: {1 if k % 2 else -1}}}\n"
+            for k, v in enumerate(["power", "power", "benevolence", "benevolence"])
+        )
+    )
+    result = run_likert("hf:tiny", load_questionnaire(likert), tiny_backend, system=PAYLOAD)
+    write_likert_results(result, tmp_path / "likert")
+    outcomes = tmp_path / "o.yaml"
+    outcomes.write_text(
+        "kind: pairwise\ntaxonomy: schwartz\nitems:\n"
+        + "".join(
+            f"  - {{id: o{k}, text: {json.dumps(f'Outcome {k} {PAYLOAD}')}, values: [{v}]}}\n"
+            for k, v in enumerate(["power", "hedonism", "benevolence", "security", "tradition"])
+        )
+    )
+    pairwise = run_pairwise("hf:tiny", load_outcomes(outcomes), tiny_backend, budget=10)
+    write_pairwise_results(pairwise, tmp_path / "pairwise")
+    expected = {
+        "likert": ("scale-direction consistency", "acquiescence"),
+        "pairwise": ("held-out accuracy", "transitivity violations", "decisiveness"),
+    }
+    for kind, rows in expected.items():
+        browser.get((tmp_path / kind / "card.html").as_uri())
+        table = browser.find_element(By.CSS_SELECTOR, "table.diagnostics").text
+        for row in rows:
+            assert row in table
+        assert browser.find_element(By.CSS_SELECTOR, ".verdict").text.startswith("Verdict:")
+        assert browser.execute_script("return window.__pwned === undefined")
+        assert browser.find_elements(By.TAG_NAME, "script") == []

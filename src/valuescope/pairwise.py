@@ -33,7 +33,7 @@ from scipy.special import log_ndtr, ndtr
 from .backends.base import Backend, Chat, LoglikelihoodRequest, Progress
 from .checkpoint import Checkpoint
 from .errors import UsageError
-from .instrument import read_document
+from .instrument import _nonblank, read_document
 from .profile import Profile, ValueScore, bootstrap_ci
 from .taxonomy import Taxonomy
 
@@ -47,12 +47,7 @@ class _OutcomeSchema(BaseModel):
     text: str
     values: list[str] = Field(min_length=1)
 
-    @field_validator("text")
-    @classmethod
-    def _text(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("must not be empty")
-        return text
+    _text = field_validator("text")(_nonblank)
 
 
 @dataclass(frozen=True)

@@ -225,31 +225,34 @@ def likert_results_json(result: LikertResult) -> dict[str, Any]:
     return cleaned
 
 
-def write_likert_results(result: LikertResult, out: Path) -> dict[str, Path]:
-    """results.json, items.csv (one row per statement) and card.html for a questionnaire."""
+def _write_run(
+    doc: dict[str, Any], out: Path, header: list[str], rows: list[list[Any]]
+) -> dict[str, Path]:
+    """results.json, card.html and items.csv (one row per item) of a finished run."""
     from .card import render_card
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.json", "items": out / "items.csv", "card": out / "card.html"}
-    doc = likert_results_json(result)
     _atomic_write(paths["results"], json.dumps(doc, indent=1) + "\n")
     _atomic_write(paths["card"], render_card([doc]))
     tmp = paths["items"].with_name(f".items.csv.{os.getpid()}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["item_id", "value", "keyed", "rating", *[f"p{k}" for k in range(1, 7)]])
-        for item in doc["items"]:
-            writer.writerow(
-                [
-                    item["id"],
-                    item["value"],
-                    item["keyed"],
-                    f"{item['rating']:.6f}",
-                    *[f"{p:.6f}" for p in item["p"]],
-                ]
-            )
+        writer.writerow(header)
+        writer.writerows(rows)
     os.replace(tmp, paths["items"])
     return paths
+
+
+def write_likert_results(result: LikertResult, out: Path) -> dict[str, Path]:
+    """results.json, items.csv (one row per statement) and card.html for a questionnaire."""
+    doc = likert_results_json(result)
+    header = ["item_id", "value", "keyed", "rating", *[f"p{k}" for k in range(1, 7)]]
+    rows = [
+        [i["id"], i["value"], i["keyed"], f"{i['rating']:.6f}", *[f"{p:.6f}" for p in i["p"]]]
+        for i in doc["items"]
+    ]
+    return _write_run(doc, out, header, rows)
 
 
 def pairwise_results_json(result: PairwiseResult) -> dict[str, Any]:
@@ -327,18 +330,6 @@ def pairwise_results_json(result: PairwiseResult) -> dict[str, Any]:
 
 def write_pairwise_results(result: PairwiseResult, out: Path) -> dict[str, Path]:
     """results.json, items.csv (one row per outcome) and card.html for a pairwise run."""
-    from .card import render_card
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "items": out / "items.csv", "card": out / "card.html"}
     doc = pairwise_results_json(result)
-    _atomic_write(paths["results"], json.dumps(doc, indent=1) + "\n")
-    _atomic_write(paths["card"], render_card([doc]))
-    tmp = paths["items"].with_name(f".items.csv.{os.getpid()}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["item_id", "values", "utility", "sd"])
-        for item in doc["items"]:
-            writer.writerow([item["id"], "|".join(item["values"]), item["utility"], item["sd"]])
-    os.replace(tmp, paths["items"])
-    return paths
+    rows = [[i["id"], "|".join(i["values"]), i["utility"], i["sd"]] for i in doc["items"]]
+    return _write_run(doc, out, ["item_id", "values", "utility", "sd"], rows)
