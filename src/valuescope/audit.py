@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, WhiteBoxBackend, load_backend
+from .backends import Backend, WhiteBoxBackend, load_run_backend
 from .checkpoint import Checkpoint
 from .diagnostics import Diagnostics, diagnose, item_agreement, order_consistency, position_bias
 from .errors import UsageError
@@ -199,13 +199,7 @@ def run_audit(
             f"instrument {instrument.name!r} has items without a paraphrase; add them or pass "
             "--no-paraphrase"
         )
-    if backend is None:
-        options = dict(backend_options or {})
-        if spec.kind == "openai" and out is not None:
-            from .responses import FILENAME
-
-            options.setdefault("cache_path", out / FILENAME)
-        backend = load_backend(spec, **options)
+    backend = backend or load_run_backend(spec, out, backend_options)
     n_items = min(config.limit or len(instrument.items), len(instrument.items))
     checkpoint = None
     if out is not None:

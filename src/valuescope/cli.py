@@ -390,7 +390,9 @@ def _audit_likert(
     from .report import write_likert_results
 
     questionnaire = load_questionnaire(instrument)
-    backend = _backend_for(model, out_dir, options)
+    from .backends import load_run_backend
+
+    backend = load_run_backend(model, out_dir, options)
     panel = load_personas(questionnaire.taxonomy, None) if alpha else None
     with progress_bar(err) as hook:
         result = run_likert(
@@ -433,18 +435,6 @@ def _audit_likert(
     out.print(f"card:    {paths['card']}")
 
 
-def _backend_for(model: str, out_dir: Path, options: dict[str, Any]) -> Any:
-    from .backends import load_backend
-    from .modelspec import parse_spec
-
-    spec = parse_spec(model)
-    if spec.kind == "openai":
-        from .responses import FILENAME
-
-        options = {**options, "cache_path": out_dir / FILENAME}
-    return load_backend(spec, **options)
-
-
 def _audit_pairwise(
     model: str,
     instrument: str,
@@ -461,7 +451,9 @@ def _audit_pairwise(
     from .report import write_pairwise_results
 
     outcomes = converted or load_outcomes(instrument)
-    backend = _backend_for(model, out_dir, options)
+    from .backends import load_run_backend
+
+    backend = load_run_backend(model, out_dir, options)
     with progress_bar(err) as hook:
         result = run_pairwise(model, outcomes, backend, system, seed, budget, out_dir, hook)
     paths = write_pairwise_results(result, out_dir)

@@ -14,7 +14,8 @@ from .audit import AuditResult
 from .errors import UsageError
 from .likert import LikertResult
 from .pairwise import PairwiseResult
-from .profile import ValueScore
+from .profile import Profile
+from .taxonomy import Taxonomy
 
 SCHEMA = "valuescope.results/1"
 
@@ -28,6 +29,34 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
+
+
+def _head(
+    model: dict[str, Any],
+    name: str,
+    kind: str,
+    n_items: int,
+    sha256: str,
+    taxonomy: Taxonomy,
+    method: str,
+    system: str | None,
+    seed: int,
+    profile: Profile,
+) -> dict[str, Any]:
+    """The leading fields every results.json shares, whatever the instrument's kind."""
+    return {
+        "schema": SCHEMA,
+        "valuescope": __version__,
+        "model": model,
+        "instrument": {"name": name, "kind": kind, "items": n_items, "sha256": sha256},
+        "taxonomy": taxonomy.name,
+        "values": {v.id: {"label": v.label, "definition": v.definition} for v in taxonomy.values},
+        "method": method,
+        "system": system,
+        "steering": None,
+        "seed": seed,
+        "profile": profile.as_dict(),
+    }
 
 
 def results_json(result: AuditResult) -> dict[str, Any]:
@@ -53,29 +82,24 @@ def results_json(result: AuditResult) -> dict[str, Any]:
         if r.item_id in paraphrase:
             entry["p_paraphrase"] = list(paraphrase[r.item_id].p)
         items.append(entry)
+    model = {
+        "spec": result.config.model,
+        "name": result.model_name,
+        **({"server": result.server} if result.server else {}),
+    }
     doc = {
-        "schema": SCHEMA,
-        "valuescope": __version__,
-        "model": {
-            "spec": result.config.model,
-            "name": result.model_name,
-            **({"server": result.server} if result.server else {}),
-        },
-        "instrument": {
-            "name": instrument.name,
-            "kind": instrument.kind,
-            "items": n_items,
-            "sha256": instrument.sha256,
-        },
-        "taxonomy": instrument.taxonomy.name,
-        "values": {
-            v.id: {"label": v.label, "definition": v.definition} for v in instrument.taxonomy.values
-        },
-        "method": result.method,
-        "system": result.config.system,
-        "steering": None,
-        "seed": result.config.seed,
-        "profile": result.profile.as_dict(),
+        **_head(
+            model,
+            instrument.name,
+            instrument.kind,
+            n_items,
+            instrument.sha256,
+            instrument.taxonomy,
+            result.method,
+            result.config.system,
+            result.config.seed,
+            result.profile,
+        ),
         "profile_paraphrase": (
             result.paraphrase_profile.as_dict() if result.paraphrase_profile else None
         ),
@@ -163,33 +187,27 @@ def likert_results_json(result: LikertResult) -> dict[str, Any]:
     q = result.questionnaire
     by_id = {item.id: item for item in q.items}
 
-    def scores(values: dict[str, ValueScore]) -> dict[str, Any]:
-        return {v: {"score": s.score, "ci": list(s.ci), "n": s.n} for v, s in values.items()}
-
     ci_half = [s.ci[0] <= 0.5 <= s.ci[1] for s in result.profile.scores.values()]
+    model = {"spec": result.model, "name": result.model_name}
     doc: dict[str, Any] = {
-        "schema": SCHEMA,
-        "valuescope": __version__,
-        "model": {"spec": result.model, "name": result.model_name},
-        "instrument": {
-            "name": q.name,
-            "kind": "likert",
-            "items": len(result.ratings),
-            "sha256": q.sha256,
-        },
-        "taxonomy": q.taxonomy.name,
-        "values": {v.id: {"label": v.label, "definition": v.definition} for v in q.taxonomy.values},
-        "method": result.method,
-        "system": result.system,
-        "steering": None,
-        "seed": result.seed,
-        "profile": result.profile.as_dict(),
+        **_head(
+            model,
+            q.name,
+            "likert",
+            len(result.ratings),
+            q.sha256,
+            q.taxonomy,
+            result.method,
+            result.system,
+            result.seed,
+            result.profile,
+        ),
         "profile_paraphrase": None,
         "ranking": None,
         "likert": {
             "scale": "1 = not like me at all ... 6 = very much like me",
-            "raw": scores(result.raw),
-            "ipsatized": scores(result.ipsatized),
+            "raw": Profile(result.raw).as_dict(),
+            "ipsatized": Profile(result.ipsatized).as_dict(),
             "acquiescence": result.acquiescence,
             "direction_consistency": result.direction_consistency,
             "alpha": result.alpha,
@@ -260,26 +278,21 @@ def pairwise_results_json(result: PairwiseResult) -> dict[str, Any]:
     items = result.outcomes.items
     ci_half = [s.ci[0] <= 0.5 <= s.ci[1] for s in result.profile.scores.values()]
     held = set(result.held_out)
+    model = {"spec": result.model, "name": result.model_name}
+    outcomes = result.outcomes
     doc: dict[str, Any] = {
-        "schema": SCHEMA,
-        "valuescope": __version__,
-        "model": {"spec": result.model, "name": result.model_name},
-        "instrument": {
-            "name": result.outcomes.name,
-            "kind": "pairwise",
-            "items": len(items),
-            "sha256": result.outcomes.sha256,
-        },
-        "taxonomy": result.outcomes.taxonomy.name,
-        "values": {
-            v.id: {"label": v.label, "definition": v.definition}
-            for v in result.outcomes.taxonomy.values
-        },
-        "method": "choice",
-        "system": result.system,
-        "steering": None,
-        "seed": result.seed,
-        "profile": result.profile.as_dict(),
+        **_head(
+            model,
+            outcomes.name,
+            "pairwise",
+            len(items),
+            outcomes.sha256,
+            outcomes.taxonomy,
+            "choice",
+            result.system,
+            result.seed,
+            result.profile,
+        ),
         "profile_paraphrase": None,
         "ranking": None,
         "pairwise": {
@@ -291,10 +304,7 @@ def pairwise_results_json(result: PairwiseResult) -> dict[str, Any]:
             "baseline_log_loss": math.log(2),
             "transitivity_violation_rate": result.transitivity,
             "decisiveness": result.decisiveness,
-            "value_utility": {
-                v: {"score": s.score, "ci": list(s.ci), "n": s.n}
-                for v, s in result.value_utility.items()
-            },
+            "value_utility": Profile(result.value_utility).as_dict(),
             "comparisons_made": [
                 {"a": items[i].id, "b": items[j].id, "p_a": pij, "held_out": k in held}
                 for k, ((i, j), pij) in enumerate(zip(result.pairs, result.p, strict=True))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .audit import AuditConfig, AuditResult, ProgressHook, run_audit
-from .backends import Backend, load_backend
+from .backends import Backend, load_run_backend
 from .instrument import load_instrument
 from .modelspec import parse_spec
 from .persona import load_personas
@@ -70,13 +70,7 @@ def run_validation(
     spec = parse_spec(model)
     inst = load_instrument(instrument)
     personas = load_personas(inst.taxonomy, personas_file)
-    if backend is None:
-        options = dict(backend_options or {})
-        if spec.kind == "openai" and out is not None:
-            from .responses import FILENAME
-
-            options.setdefault("cache_path", out / FILENAME)
-        backend = load_backend(spec, **options)
+    backend = backend or load_run_backend(spec, out, backend_options)
 
     def audit(system: str | None, name: str, chosen: str) -> AuditResult:
         # The baseline also scores the paraphrases, so validation reports every diagnostic.

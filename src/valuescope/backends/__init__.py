@@ -7,7 +7,7 @@ Third parties register a factory under the entry-point group `valuescope.backend
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,21 @@ def load_backend(spec: str | ModelSpec, **options: Any) -> Backend:
     if factory is None:
         raise ModelSpecError(f"no backend is installed for model spec {parsed.raw!r}")
     return factory(parsed, **options)
+
+
+def load_run_backend(
+    spec: str | ModelSpec, out: Path | None, options: Mapping[str, Any] | None = None
+) -> Backend:
+    """The backend for a run writing into `out`: a server model keeps its response cache there
+    (`out/responses.sqlite`, unless `options` names one), so rerunning resumes without
+    re-sending finished requests."""
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    chosen = dict(options or {})
+    if parsed.kind == "openai" and out is not None:
+        from ..responses import FILENAME
+
+        chosen.setdefault("cache_path", out / FILENAME)
+    return load_backend(parsed, **chosen)
 
 
 def load_white_box(spec: str | ModelSpec, **options: Any) -> WhiteBoxBackend:
@@ -100,6 +115,7 @@ __all__ = [
     "Progress",
     "WhiteBoxBackend",
     "load_backend",
+    "load_run_backend",
     "load_white_box",
     "register_backend",
 ]
