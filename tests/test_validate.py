@@ -51,3 +51,40 @@ def test_personas_must_cover_every_value(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"power": "You want control."}))
     with pytest.raises(UsageError, match="no persona prompt for self-direction"):
         load_personas(load_taxonomy("schwartz"), path)
+
+
+def test_pairwise_recovery_matches_its_definition(tiny_backend: Any, tmp_path: Path) -> None:
+    outcomes = tmp_path / "outcomes.yaml"
+    items = [
+        {"id": f"{v}-{k}", "text": f"Outcome {k} that serves {v}.", "values": [v]}
+        for v in VALUES
+        for k in (1, 2)
+    ]
+    outcomes.write_text(yaml.safe_dump({"kind": "pairwise", "name": "mini-outcomes",
+                                        "taxonomy": "schwartz", "items": items}))  # fmt: skip
+    recovery = run_validation(
+        "hf:tiny",
+        str(outcomes),
+        personas_file=str(persona_file(tmp_path)),
+        backend=tiny_backend,
+        out=tmp_path / "v",
+        budget=24,
+    )
+    assert recovery.method == "choice" and set(recovery.deltas) == set(VALUES)
+    base = recovery.baseline.profile.scores
+    for value, run in recovery.personas.items():
+        assert run.system == f"You care about {value} above everything."
+        assert len(run.pairs) == 24
+        assert recovery.deltas[value][value] == pytest.approx(
+            run.profile.scores[value].score - base[value].score
+        )
+    assert (tmp_path / "v" / "persona-power" / "progress.jsonl").is_file()
+
+
+def test_validation_flags_that_do_not_fit_the_instrument(tiny_backend: Any) -> None:
+    with pytest.raises(UsageError, match="--budget applies to pairwise"):
+        run_validation("hf:tiny", MINI, backend=tiny_backend, budget=10)
+    with pytest.raises(UsageError, match="--limit applies to dilemma"):
+        run_validation("hf:tiny", "schwartz-outcomes", backend=tiny_backend, limit=5)
+    with pytest.raises(UsageError, match="--alpha"):
+        run_validation("hf:tiny", "schwartz-portraits", backend=tiny_backend)

@@ -16,6 +16,7 @@ from .instrument import Instrument, load_instrument
 from .modelspec import parse_spec
 from .profile import Profile, Ranking, bradley_terry, build_profile
 from .scoring import METHODS, ItemResult, Method, OrderResult, WordingName, presentation_orders
+from .steering import Steering, fluency_cost
 
 CHUNK = 16
 AUTO_CANDIDATES_WHITE_BOX = ("likelihood", "likelihood-first-person", "choice")
@@ -68,6 +69,8 @@ class AuditResult:
     """For server backends: base URL and what the server offered (never the key)."""
     requests: dict[str, Any] | None = None
     """For server backends: requests sent, answered from the cache, retried (by cause)."""
+    steering: dict[str, Any] | None = None
+    """For steered runs: the vector file, values, layers, coefficients and fluency cost."""
 
 
 def _encode_results(results: Sequence[ItemResult]) -> list[dict[str, Any]]:
@@ -183,13 +186,15 @@ def run_audit(
     progress: ProgressHook | None = None,
     backend_options: Mapping[str, Any] | None = None,
     instrument: Instrument | None = None,
+    steering: Steering | None = None,
 ) -> AuditResult:
     """Run an audit; with `out`, finished chunks are saved and a rerun resumes from them.
 
     `backend_options` go to the backend factory (for servers: `settings`, `cache_path`; the
     response cache defaults to `out/responses.sqlite`, so a resumed run re-sends nothing
     that finished). `instrument` replaces loading `config.instrument` (for instruments
-    converted from other formats, see `valuescope.loaders`).
+    converted from other formats, see `valuescope.loaders`). `steering` runs the whole audit
+    with value vectors added (white-box backends) and records it with its fluency cost.
     """
     started = time.perf_counter()
     spec = parse_spec(config.model)  # cheap checks first: a typo should not wait for a model
@@ -200,6 +205,27 @@ def run_audit(
             "--no-paraphrase"
         )
     backend = backend or load_run_backend(spec, out, backend_options)
+    if steering is not None:
+        if not isinstance(backend, WhiteBoxBackend):
+            raise UsageError(
+                f"--steer needs a local model (hidden states); {backend.spec.raw!r} is black-box"
+            )
+        if steering.fluency_cost is None:
+            steering.fluency_cost = fluency_cost(backend, steering)
+        with steering.apply(backend):
+            return _audit(config, backend, out, progress, instrument, started, steering)
+    return _audit(config, backend, out, progress, instrument, started, None)
+
+
+def _audit(
+    config: AuditConfig,
+    backend: Backend,
+    out: Path | None,
+    progress: ProgressHook | None,
+    instrument: Instrument,
+    started: float,
+    steering: Steering | None,
+) -> AuditResult:
     n_items = min(config.limit or len(instrument.items), len(instrument.items))
     checkpoint = None
     if out is not None:
@@ -210,6 +236,7 @@ def run_audit(
             "system": config.system,
             "seed": config.seed,
             "items": n_items,
+            **({"steering": steering.fingerprint()} if steering else {}),
         }
         checkpoint = Checkpoint(out, fingerprint)
     runner = _Runner(backend, checkpoint, config.system, progress)
@@ -257,4 +284,5 @@ def run_audit(
         seconds=time.perf_counter() - started,
         server=backend.describe() if hasattr(backend, "describe") else None,
         requests=backend.stats.as_dict() if hasattr(backend, "stats") else None,
+        steering=steering.as_dict() if steering else None,
     )

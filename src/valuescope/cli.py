@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -193,13 +193,31 @@ def audit(
     value_map: Annotated[
         Path | None,
         typer.Option(
-            help="For dailydilemmas:<csv> and utility-options:<json> instruments: YAML mapping "
+            help="For dailydilemmas:, utility-options: and table: instruments: YAML mapping "
             "their value names to the taxonomy's ids."
         ),
     ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="For table:<csv|jsonl|hf:dataset> instruments: which column holds each field, "
+            "e.g. text=statement,value=trait,keyed=key (likert); text=situation,option=a|b,"
+            "values=va|vb (dilemma); text=outcome,values=category (pairwise)."
+        ),
+    ] = None,
     taxonomy: Annotated[
-        str, typer.Option(help="Taxonomy for instruments converted with --value-map.")
+        str, typer.Option(help="Taxonomy for dailydilemmas:, utility-options: and table: sources.")
     ] = "schwartz",
+    steer: Annotated[
+        str | None,
+        typer.Option(
+            help="Steer while auditing: FILE:value=coef[,value@layer=coef...] with a vector file "
+            "from `valuescope vectors` (layer defaults to the value's best); local models only."
+        ),
+    ] = None,
+    steer_mode: Annotated[
+        str, typer.Option(help="add (coef x vector everywhere) or gated (only where needed).")
+    ] = "add",
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
     from .instrument import instrument_kind
@@ -208,32 +226,44 @@ def audit(
         model, api_key_env, concurrency, timeout, max_retries, max_rps, token_budget, tokenizer
     )
     from .errors import UsageError
-    from .loaders import PREFIXES, split_source
+    from .loaders import split_source
 
     names = instrument or ["schwartz-dilemmas"]
-    # A typo fails here, before any model loads.
-    kinds = [
-        PREFIXES[source[0]] if (source := split_source(name)) else instrument_kind(name)
-        for name in names
-    ]
-    if value_map is not None and not any(split_source(name) for name in names):
-        raise UsageError("--value-map applies to dailydilemmas:<csv> or utility-options:<json>")
-
+    sources = {name: source for name in names if (source := split_source(name))}
+    if value_map is not None and not sources:
+        raise UsageError(
+            "--value-map applies to dailydilemmas:, utility-options: and table: instruments"
+        )
+    if columns is not None and not any(s[0] == "table" for s in sources.values()):
+        raise UsageError("--columns applies to table:<file or hf:dataset> instruments")
+    # Converted instruments load (and a typo fails) here, before any model loads.
+    converted = {
+        name: _convert(prefix, location, value_map, columns, taxonomy)
+        for name, (prefix, location) in sources.items()
+    }
+    kinds = [converted[n].kind if n in converted else instrument_kind(n) for n in names]
     if budget is not None and "pairwise" not in kinds:
         raise UsageError("--budget applies to pairwise instruments (e.g. schwartz-outcomes)")
     if alpha and "likert" not in kinds:
         raise UsageError("--alpha applies to likert questionnaires (e.g. schwartz-portraits)")
+    steering = None
+    if steer is not None:
+        from .steering import parse_steer
+
+        if set(kinds) != {"dilemma"}:
+            raise UsageError("--steer applies to dilemma instruments in this version")
+        steering = parse_steer(steer, cast(Any, steer_mode))
 
     def one(name: str, kind: str, where: Path) -> None:
-        if split_source(name):
-            _audit_converted(name, model, method, system, where, seed, limit, budget, options,
-                             value_map, taxonomy)  # fmt: skip
-        elif kind == "likert":
-            _audit_likert(model, name, method, system, where, seed, limit, alpha, options)
+        ready = converted.get(name)
+        if kind == "likert":
+            _audit_likert(model, name, method, system, where, seed, limit, alpha, options, ready)
         elif kind == "pairwise":
-            _audit_pairwise(model, name, system, where, seed, budget, options)
+            _audit_pairwise(model, name, system, where, seed, budget, options, ready)
         else:
-            _audit_dilemmas(model, name, method, system, where, seed, limit, paraphrase, options)
+            paraphrase_on = paraphrase and ready is None
+            _audit_dilemmas(model, name, method, system, where, seed, limit, paraphrase_on,
+                            options, ready, steering)  # fmt: skip
 
     if len(names) == 1:
         one(names[0], kinds[0], out_dir)
@@ -241,41 +271,31 @@ def audit(
     _audit_several(names, kinds, out_dir, seed, one)
 
 
-def _audit_converted(
-    name: str,
-    model: str,
-    method: str,
-    system: str | None,
-    out_dir: Path,
-    seed: int,
-    limit: int | None,
-    budget: int | None,
-    options: dict[str, Any],
-    value_map: Path | None,
-    taxonomy: str,
-) -> None:
-    """A DailyDilemmas CSV or Utility Engineering options file, converted through --value-map."""
-    from .loaders import load_daily_dilemmas, load_utility_options, split_source
+def _convert(
+    prefix: str, location: str, value_map: Path | None, columns: str | None, taxonomy: str
+) -> Any:
+    """A DailyDilemmas, Utility Engineering or generic table source as an instrument; names
+    the mapping does not cover and items dropped for want of a value are reported."""
+    from .loaders import load_daily_dilemmas, load_table, load_utility_options, parse_columns
 
-    source = split_source(name)
-    assert source is not None
-    prefix, path = source
+    converted: Any
     if prefix == "dailydilemmas":
-        converted, unmapped, dropped = load_daily_dilemmas(path, value_map, taxonomy)
+        converted, unmapped, dropped = load_daily_dilemmas(location, value_map, taxonomy)
         units = "dilemmas"
-    else:
-        outcome_set, unmapped, dropped = load_utility_options(path, value_map, taxonomy)
+    elif prefix == "utility-options":
+        converted, unmapped, dropped = load_utility_options(location, value_map, taxonomy)
         units = "options"
+    else:
+        converted, unmapped, dropped = load_table(
+            location, parse_columns(columns), value_map, taxonomy
+        )
+        units = "rows"
     if unmapped:
         listed = ", ".join(f"{k} ({v})" for k, v in unmapped.items())
         err.print(f"valuescope: value names not in --value-map (ignored): {listed}", markup=False)
     if dropped:
         err.print(f"valuescope: {dropped} {units} dropped: no mapped value", markup=False)
-    if prefix == "dailydilemmas":
-        _audit_dilemmas(model, name, method, system, out_dir, seed, limit, False, options,
-                        converted)  # fmt: skip
-    else:
-        _audit_pairwise(model, name, system, out_dir, seed, budget, options, outcome_set)
+    return converted
 
 
 def _audit_several(names: list[str], kinds: list[str], out_dir: Path, seed: int, one: Any) -> None:
@@ -333,6 +353,7 @@ def _audit_dilemmas(
     paraphrase: bool,
     options: dict[str, Any],
     converted: Any = None,
+    steering: Any = None,
 ) -> None:
     from .audit import AuditConfig, run_audit
     from .progress import progress_bar
@@ -349,12 +370,25 @@ def _audit_dilemmas(
     )
     with progress_bar(err) as hook:
         result = run_audit(
-            config, out=out_dir, progress=hook, backend_options=options, instrument=converted
+            config,
+            out=out_dir,
+            progress=hook,
+            backend_options=options,
+            instrument=converted,
+            steering=steering,
         )
     paths = write_results(result, out_dir)
     from .summary import print_summary
 
     print_summary(out, result)
+    if result.steering is not None:
+        terms = ", ".join(
+            f"{t['value']}@{t['layer']}={t['coef']:+g}" for t in result.steering["terms"]
+        )
+        out.print(
+            f"steering ({result.steering['mode']}): {terms} · fluency cost "
+            f"{result.steering['fluency_cost']:+.1%} perplexity on neutral text"
+        )
     if result.requests is not None and result.server is not None:
         caps = result.server["capabilities"]
         offered = [name for name, ok in caps.items() if ok is True]
@@ -382,6 +416,7 @@ def _audit_likert(
     limit: int | None,
     alpha: bool,
     options: dict[str, Any],
+    converted: Any = None,
 ) -> None:
     """The audit of a Likert questionnaire: ratings, raw and ipsatized profile, diagnostics."""
     from .likert import load_questionnaire, run_likert
@@ -389,7 +424,7 @@ def _audit_likert(
     from .progress import progress_bar
     from .report import write_likert_results
 
-    questionnaire = load_questionnaire(instrument)
+    questionnaire = converted or load_questionnaire(instrument)
     from .backends import load_run_backend
 
     backend = load_run_backend(model, out_dir, options)
@@ -490,6 +525,114 @@ def _audit_pairwise(
 
 
 @app.command()
+def vectors(
+    model: ModelOpt = "smollm2",
+    taxonomy: Annotated[
+        str, typer.Option(help="Taxonomy whose built-in contrastive pairs to use.")
+    ] = "schwartz",
+    contrast: Annotated[
+        str | None,
+        typer.Option(help="Contrastive pairs: a YAML file (default: the taxonomy's built-in set)."),
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="Direction saved for steering: mean-diff, pca or logistic.")
+    ] = "mean-diff",
+    held_out: Annotated[
+        float, typer.Option(help="Share of each value's pairs kept out to score the probes.")
+    ] = 0.3,
+    seed: SeedOpt = 0,
+    out_file: Annotated[
+        Path, typer.Option("--out", "-o", help="Vector file to write (safetensors).")
+    ] = Path("runs/vectors.safetensors"),
+) -> None:
+    """Extract value vectors per value and layer; report held-out probe accuracy; save them."""
+    from .backends import load_white_box
+    from .contrast import load_contrast
+    from .progress import progress_bar
+    from .vectors import extract_vectors
+
+    pairs = load_contrast(contrast or taxonomy)
+    backend = load_white_box(model)
+    with progress_bar(err) as hook:
+        found = extract_vectors(backend, pairs, method, held_out, seed, progress=hook)
+    found.save(out_file)
+    table = Table(
+        title=f"Value vectors of {found.model} ({pairs.name}, {method})",
+        caption="held-out accuracy of telling an upholding answer from an opposing one",
+    )
+    for column in ("value", "best layer", "logistic", "mean-diff", "pca", "pairs fit/held"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+    for value, vv in found.values.items():
+        acc = vv.best.accuracy
+        table.add_row(
+            value,
+            str(vv.best_layer),
+            f"{acc['logistic']:.2f}",
+            f"{acc['mean-diff']:.2f}",
+            f"{acc['pca']:.2f}",
+            f"{vv.n_train}/{vv.n_held_out}",
+        )
+    out.print(table)
+    out.print(f"{found.seconds:.1f} s for {len(found.values)} values x {found.num_layers} layers")
+    out.print(f"vectors: {out_file}")
+
+
+@app.command()
+def read(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to read.")] = None,
+    vectors_file: Annotated[
+        Path, typer.Option("--vectors", help="Vector file from `valuescope vectors`.")
+    ] = Path("runs/vectors.safetensors"),
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model spec (default: the vectors' own).")
+    ] = None,
+    from_file: Annotated[
+        Path | None, typer.Option("--file", help="Read texts from a file, one per line.")
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the probabilities as CSV.")
+    ] = None,
+) -> None:
+    """Score texts by projection on the value vectors: P(the text upholds each value)."""
+    import csv
+
+    from .backends import load_white_box
+    from .errors import UsageError
+    from .progress import progress_bar
+    from .vectors import VectorSet, check_model, read_texts
+
+    found = VectorSet.load(vectors_file)
+    items = list(texts or [])
+    if from_file is not None:
+        if not from_file.is_file():
+            raise UsageError(f"--file {str(from_file)!r}: no such file")
+        items += [line for line in from_file.read_text().splitlines() if line.strip()]
+    if not items:
+        raise UsageError("nothing to read: give texts as arguments or --file FILE")
+    backend = load_white_box(model or found.spec)
+    check_model(found, backend)
+    with progress_bar(err) as hook:
+        probs = read_texts(backend, found, items, progress=hook)
+    values = list(found.values)
+    table = Table(title=f"P(upholds the value), read from {found.model}'s activations")
+    table.add_column("text")
+    for value in values:
+        table.add_column(value, justify="right")
+    for k, text in enumerate(items):
+        short = text if len(text) <= 48 else text[:47] + "…"
+        table.add_row(short, *(f"{probs[v][k]:.2f}" for v in values))
+    out.print(table)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        with out_file.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", *values])
+            for k, text in enumerate(items):
+                writer.writerow([text, *(f"{probs[v][k]:.4f}" for v in values)])
+        out.print(f"probabilities: {out_file}")
+
+
+@app.command()
 def validate(
     model: ModelOpt = "smollm2",
     instrument: InstrumentOpt = "schwartz-dilemmas",
@@ -500,6 +643,10 @@ def validate(
     out_dir: OutOpt = Path("runs/validate"),
     seed: SeedOpt = 0,
     limit: LimitOpt = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(help="Pairwise instruments: comparisons per run (default 4 per outcome)."),
+    ] = None,
     api_key_env: ApiKeyEnvOpt = None,
     concurrency: ConcurrencyOpt = None,
     timeout: TimeoutOpt = None,
@@ -528,6 +675,7 @@ def validate(
             out=out_dir,
             progress=hook,
             backend_options=options,
+            budget=budget,
         )
     table = Table(title=f"Persona recovery ({recovery.method})")
     for column in ("persona value", "own delta", "rank of own value"):

@@ -12,10 +12,10 @@ from typing import Any
 from . import __version__
 from .audit import AuditResult
 from .errors import UsageError
-from .likert import LikertResult
-from .pairwise import PairwiseResult
+from .instrument import Instrument
+from .likert import LikertResult, Questionnaire
+from .pairwise import OutcomeSet, PairwiseResult
 from .profile import Profile
-from .taxonomy import Taxonomy
 
 SCHEMA = "valuescope.results/1"
 
@@ -33,27 +33,32 @@ def _clean(value: Any) -> Any:
 
 def _head(
     model: dict[str, Any],
-    name: str,
-    kind: str,
+    instrument: Instrument | Questionnaire | OutcomeSet,
     n_items: int,
-    sha256: str,
-    taxonomy: Taxonomy,
     method: str,
     system: str | None,
     seed: int,
     profile: Profile,
+    steering: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The leading fields every results.json shares, whatever the instrument's kind."""
+    taxonomy = instrument.taxonomy
     return {
         "schema": SCHEMA,
         "valuescope": __version__,
         "model": model,
-        "instrument": {"name": name, "kind": kind, "items": n_items, "sha256": sha256},
+        "instrument": {
+            "name": instrument.name,
+            "kind": instrument.kind,
+            "items": n_items,
+            "sha256": instrument.sha256,
+            "source": instrument.source,
+        },
         "taxonomy": taxonomy.name,
         "values": {v.id: {"label": v.label, "definition": v.definition} for v in taxonomy.values},
         "method": method,
         "system": system,
-        "steering": None,
+        "steering": steering,
         "seed": seed,
         "profile": profile.as_dict(),
     }
@@ -90,15 +95,13 @@ def results_json(result: AuditResult) -> dict[str, Any]:
     doc = {
         **_head(
             model,
-            instrument.name,
-            instrument.kind,
+            instrument,
             n_items,
-            instrument.sha256,
-            instrument.taxonomy,
             result.method,
             result.config.system,
             result.config.seed,
             result.profile,
+            result.steering,
         ),
         "profile_paraphrase": (
             result.paraphrase_profile.as_dict() if result.paraphrase_profile else None
@@ -192,11 +195,8 @@ def likert_results_json(result: LikertResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         **_head(
             model,
-            q.name,
-            "likert",
+            q,
             len(result.ratings),
-            q.sha256,
-            q.taxonomy,
             result.method,
             result.system,
             result.seed,
@@ -283,11 +283,8 @@ def pairwise_results_json(result: PairwiseResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         **_head(
             model,
-            outcomes.name,
-            "pairwise",
+            outcomes,
             len(items),
-            outcomes.sha256,
-            outcomes.taxonomy,
             "choice",
             result.system,
             result.seed,

@@ -2,6 +2,8 @@
 
 For each value v with a persona prompt: delta_v = score_v(persona v) - score_v(no persona).
 Top-1 recovery is the share of personas whose own value has the largest delta (DESIGN.md).
+Dilemma and pairwise instruments run here; a Likert questionnaire's persona panel runs with
+`valuescope audit --alpha`, which also needs it for Cronbach's alpha.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import numpy as np
 
 from .audit import AuditConfig, AuditResult, ProgressHook, run_audit
 from .backends import Backend, load_run_backend
-from .instrument import load_instrument
+from .errors import UsageError
+from .instrument import Instrument, instrument_kind, load_instrument
 from .modelspec import parse_spec
+from .pairwise import OutcomeSet, PairwiseResult, load_outcomes, run_pairwise
 from .persona import load_personas
+
+Run = AuditResult | PairwiseResult
 
 
 @dataclass(frozen=True)
@@ -25,8 +31,8 @@ class PersonaRecovery:
     """Deltas per persona and value, and how often each persona's own value stands out."""
 
     method: str
-    baseline: AuditResult
-    personas: Mapping[str, AuditResult]
+    baseline: Run
+    personas: Mapping[str, Run]
     deltas: Mapping[str, Mapping[str, float]]
 
     def rank_of_own(self, value: str) -> int:
@@ -65,14 +71,39 @@ def run_validation(
     out: Path | None = None,
     progress: ProgressHook | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    budget: int | None = None,
 ) -> PersonaRecovery:
-    """Audit without a persona, then once per persona; each run resumes under `out`."""
+    """Audit without a persona, then once per persona; each run resumes under `out`.
+
+    `budget` (comparisons per run) applies to pairwise instruments, `limit` to dilemmas.
+    """
     spec = parse_spec(model)
-    inst = load_instrument(instrument)
-    personas = load_personas(inst.taxonomy, personas_file)
+    kind = instrument_kind(instrument)
+    if kind == "likert":
+        raise UsageError(
+            f"{instrument}: for a likert questionnaire, persona recovery comes with "
+            f"`valuescope audit -i {instrument} --alpha` (the same persona panel gives alpha)"
+        )
+    if kind == "pairwise" and limit is not None:
+        raise UsageError("--limit applies to dilemma instruments; use --budget for pairwise ones")
+    if kind != "pairwise" and budget is not None:
+        raise UsageError("--budget applies to pairwise instruments (e.g. schwartz-outcomes)")
+    outcomes: OutcomeSet | None = None
+    inst: Instrument | None = None
+    if kind == "pairwise":
+        outcomes = load_outcomes(instrument)
+        taxonomy = outcomes.taxonomy
+    else:
+        inst = load_instrument(instrument)
+        taxonomy = inst.taxonomy
+    personas = load_personas(taxonomy, personas_file)
     backend = backend or load_run_backend(spec, out, backend_options)
 
-    def audit(system: str | None, name: str, chosen: str) -> AuditResult:
+    def audit(system: str | None, name: str, chosen: str) -> Run:
+        where = out / name if out else None
+        if outcomes is not None:
+            return run_pairwise(model, outcomes, backend, system, seed, budget, where, progress)
+        assert inst is not None
         # The baseline also scores the paraphrases, so validation reports every diagnostic.
         config = AuditConfig(
             model=model,
@@ -83,20 +114,16 @@ def run_validation(
             paraphrase=system is None and inst.has_paraphrases,
             limit=limit,
         )
-        return run_audit(
-            config, backend=backend, out=out / name if out else None, progress=progress
-        )
+        return run_audit(config, backend=backend, out=where, progress=progress)
 
     baseline = audit(None, "baseline", method)
-    runs = {
-        value: audit(prompt, f"persona-{value}", baseline.method)
-        for value, prompt in personas.items()
-    }
+    chosen = "choice" if isinstance(baseline, PairwiseResult) else baseline.method
+    runs = {value: audit(prompt, f"persona-{value}", chosen) for value, prompt in personas.items()}
     deltas: dict[str, dict[str, float]] = {}
     for value, run in runs.items():
         deltas[value] = {
             v: run.profile.scores[v].score - baseline.profile.scores[v].score
-            for v in inst.taxonomy.ids
+            for v in taxonomy.ids
             if v in run.profile.scores and v in baseline.profile.scores
         }
-    return PersonaRecovery(baseline.method, baseline, runs, deltas)
+    return PersonaRecovery(chosen, baseline, runs, deltas)

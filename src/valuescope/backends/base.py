@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import torch
+
 from ..modelspec import ModelSpec
 from ..residual import ResidualStream
 
@@ -102,4 +104,16 @@ class WhiteBoxBackend(Backend, Protocol):
     @property
     def residual(self) -> ResidualStream:
         """Read and add to the residual stream at chosen layers (forward hooks)."""
+        ...
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    def answer_activations(
+        self,
+        requests: Sequence[LoglikelihoodRequest],
+        layers: Sequence[int],
+        progress: Progress | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """Per request and layer, the residual stream averaged over the continuation's tokens."""
         ...

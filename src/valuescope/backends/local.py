@@ -228,6 +228,42 @@ class LocalBackend:
             results.append(Loglikelihood(sum(token_lps), token_lps, greedy))
         return results
 
+    # -- activations ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def answer_activations(
+        self,
+        requests: Sequence[LoglikelihoodRequest],
+        layers: Sequence[int],
+        progress: Progress | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """Per request and layer, the residual-stream output averaged over the continuation's
+        tokens (the answer, not the prompt): `{layer: (len(requests), hidden) float32}`."""
+        encoded = [self._encode_pair(self.render(r.context), r.continuation) for r in requests]
+        found = {layer: torch.zeros(len(requests), self.hidden_size) for layer in layers}
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].context))
+        device = self.model.device
+        for chunk in _chunks(order, self.batch_size):
+            whole = [encoded[i].context + encoded[i].continuation for i in chunk]
+            ids, mask = self._left_pad(whole)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            with self.residual.record(layers) as seen:
+                self.model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    use_cache=False,
+                    logits_to_keep=1,
+                )
+            width = ids.shape[1]
+            for row, index in enumerate(chunk):
+                start = width - len(encoded[index].continuation)
+                for layer in layers:
+                    found[layer][index] = seen[layer][0][row, start:].float().mean(0).cpu()
+            if progress is not None:
+                progress(len(chunk))
+        return found
+
     # -- generation -------------------------------------------------------------------------
 
     @torch.inference_mode()

@@ -1,0 +1,216 @@
+"""Steering: add value vectors to the residual stream while the model runs, and measure the cost.
+
+Two modes, both on every position of the prompt and of generated tokens:
+
+- `add`: h + coef * v at the value's layer (v in class-gap units, so coef 1 moves an
+  activation by the distance between an upholding and an opposing answer);
+- `gated`: only as much as needed. With unit direction u and the probe's decision midpoint m,
+  the target reading is t = m + coef * gap; a position reading h.u below t gets (t - h.u) * u
+  and a position already at or past t gets nothing (mirrored for negative coefficients). This
+  is the minimal change that makes the probe read the target everywhere.
+
+The fluency cost is the relative increase of perplexity on neutral text shipped with the
+project (`data/texts/neutral.yaml`), steered against unsteered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .backends.base import LoglikelihoodRequest, WhiteBoxBackend
+from .cache import file_sha256
+from .errors import UsageError
+from .residual import HookHandle
+from .vectors import VectorSet, check_model
+from .yamlfile import read_yaml
+
+Mode = Literal["add", "gated"]
+MODES = ("add", "gated")
+NEUTRAL_CONTEXT = "Here is a short passage.\n\n"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One value's vector at one layer, with its coefficient."""
+
+    value: str
+    layer: int
+    coef: float
+
+
+@dataclass
+class Steering:
+    """Coefficients per value and layer on one vector file, applied with `apply(backend)`."""
+
+    vectors: VectorSet
+    terms: list[Term]
+    mode: Mode = "add"
+    path: str | None = None
+    sha256: str | None = None
+    fluency_cost: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"steering mode {self.mode!r}: choose add or gated")
+        for term in self.terms:
+            vv = self.vectors[term.value]
+            if term.layer not in vv.layers:
+                raise UsageError(
+                    f"no {term.value} vector at layer {term.layer}; the file has layers "
+                    f"{min(vv.layers)}..{max(vv.layers)}"
+                )
+
+    def edits(self) -> dict[int, Any]:
+        """Per layer, the function that edits that layer's output."""
+        by_layer: dict[int, list[Term]] = {}
+        for term in self.terms:
+            if term.coef != 0:
+                by_layer.setdefault(term.layer, []).append(term)
+        return {layer: self._edit(terms) for layer, terms in by_layer.items()}
+
+    def _edit(self, terms: list[Term]) -> Any:
+        if self.mode == "add":
+            total = sum(
+                (t.coef * self.vectors[t.value].layers[t.layer].vector for t in terms),
+                start=np.zeros(self.vectors.hidden_size),
+            )
+            added = torch.tensor(total, dtype=torch.float32)
+
+            def add(hidden: torch.Tensor) -> torch.Tensor:
+                return hidden + added.to(device=hidden.device, dtype=hidden.dtype)
+
+            return add
+        gates = []
+        for t in terms:
+            lv = self.vectors[t.value].layers[t.layer]
+            target = lv.midpoint + t.coef * lv.gap
+            gates.append((torch.tensor(lv.unit, dtype=torch.float32), target, t.coef > 0))
+
+        def gate(hidden: torch.Tensor) -> torch.Tensor:
+            out = hidden
+            for unit, target, up in gates:
+                u = unit.to(device=hidden.device, dtype=hidden.dtype)
+                short = target - hidden @ u
+                short = short.clamp(min=0) if up else short.clamp(max=0)
+                out = out + short[..., None] * u
+            return out
+
+        return gate
+
+    @contextmanager
+    def apply(self, backend: WhiteBoxBackend) -> Iterator[None]:
+        """Steer `backend` inside the block; hooks are removed on exit, even on errors."""
+        check_model(self.vectors, backend)
+        handle: HookHandle = backend.residual.edit(self.edits())
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `steering` field of results.json."""
+        return {
+            "vectors": self.path,
+            "vectors_sha256": self.sha256,
+            "model": self.vectors.model,
+            "method": self.vectors.method,
+            "mode": self.mode,
+            "values": sorted({t.value for t in self.terms}),
+            "terms": [{"value": t.value, "layer": t.layer, "coef": t.coef} for t in self.terms],
+            "fluency_cost": self.fluency_cost,
+            **self.extra,
+        }
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "mode": self.mode,
+                "terms": [[t.value, t.layer, t.coef] for t in self.terms]}  # fmt: skip
+
+
+def parse_steer(text: str, mode: Mode = "add") -> Steering:
+    """`FILE:value=coef[,value@layer=coef...]` -> Steering (layer defaults to the value's best)."""
+    path, sep, spec = text.rpartition(":")
+    if not sep or not path or not spec:
+        raise UsageError(
+            f"--steer {text!r}: expected FILE:value=coef[,value=coef...], e.g. "
+            "vectors.safetensors:benevolence=4,power=-2 (value@layer=coef picks a layer)"
+        )
+    vectors = VectorSet.load(path)
+    terms = []
+    for part in spec.split(","):
+        name, eq, coef_text = part.partition("=")
+        value, at, layer_text = name.strip().partition("@")
+        try:
+            coef = float(coef_text)
+            layer = int(layer_text) if at else vectors[value].best_layer
+        except ValueError:
+            raise UsageError(
+                f"--steer: {part!r} is not value=coef or value@layer=coef (numbers)"
+            ) from None
+        if not eq or not math.isfinite(coef):
+            raise UsageError(f"--steer: {part!r} is not value=coef")
+        terms.append(Term(value, layer, coef))
+    return Steering(vectors, terms, mode, str(Path(path)), file_sha256(Path(path).expanduser()))
+
+
+def neutral_texts() -> list[str]:
+    path = Path(str(resources.files("valuescope") / "data" / "texts" / "neutral.yaml"))
+    return [str(t) for t in read_yaml(path)["texts"]]
+
+
+def perplexity(backend: WhiteBoxBackend, texts: Sequence[str] | None = None) -> float:
+    """Perplexity of the neutral texts (per token, all texts pooled)."""
+    texts = list(texts) if texts is not None else neutral_texts()
+    results = backend.loglikelihood([LoglikelihoodRequest(NEUTRAL_CONTEXT, t) for t in texts])
+    total = sum(r.logprob for r in results)
+    tokens = sum(r.n_tokens for r in results)
+    return math.exp(-total / tokens)
+
+
+def fluency_cost(
+    backend: WhiteBoxBackend, steering: Steering, baseline: float | None = None
+) -> float:
+    """Relative perplexity increase on the neutral texts: ppl(steered) / ppl(plain) - 1."""
+    plain = baseline if baseline is not None else perplexity(backend)
+    with steering.apply(backend):
+        steered = perplexity(backend)
+    return steered / plain - 1.0
+
+
+def preference(
+    backend: WhiteBoxBackend, pairs: Sequence[Any], steering: Steering | None = None
+) -> float:
+    """Mean P(upholding answer) over contrastive pairs, from per-token log-likelihoods.
+
+    This is valuescope's own calibration measure (never an audit instrument): for each pair,
+    softmax of the mean token log-probabilities of the two answers to the same situation.
+    """
+    requests = [LoglikelihoodRequest(p.chat, answer) for p in pairs for answer in p.answers()]
+
+    def run() -> list[Any]:
+        return backend.loglikelihood(requests)
+
+    if steering is None:
+        results = run()
+    else:
+        with steering.apply(backend):
+            results = run()
+    probs = []
+    for k in range(0, len(results), 2):
+        up, down = results[k], results[k + 1]
+        margin = up.logprob / up.n_tokens - down.logprob / down.n_tokens
+        probs.append(1.0 / (1.0 + math.exp(-margin)))
+    return float(np.mean(probs))
+
+
+def coefficients_of(steering: Steering) -> Mapping[str, float]:
+    return {t.value: t.coef for t in steering.terms}

@@ -1,0 +1,324 @@
+"""Value vectors, reading and steering: the methods on synthetic data with a known answer, the
+extraction and hooks on the tiny random Llama, the file format round trip, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from valuescope.backends.base import Chat, LoglikelihoodRequest
+from valuescope.contrast import QUESTIONS, load_contrast
+from valuescope.errors import UsageError
+from valuescope.instrument import BUILTIN_INSTRUMENTS, builtin_instrument_path
+from valuescope.steering import Steering, Term, fluency_cost, parse_steer, perplexity, preference
+from valuescope.vectors import (
+    VectorSet,
+    directions,
+    extract_vectors,
+    fit_calibration,
+    held_out_accuracy,
+    read_texts,
+)
+
+DATA = Path(__file__).parents[1] / "src" / "valuescope" / "data"
+
+
+def small_contrast(tmp_path: Path) -> Path:
+    """Two values, eight pairs each, with lexically distinct stances."""
+    pairs = []
+    for value, yes, no in (
+        (
+            "benevolence",
+            "I helped them gladly and stayed to care for them",
+            "I ignored them and walked away",
+        ),
+        (
+            "power",
+            "I took charge and made everyone follow my orders",
+            "I let someone else lead and stayed quiet",
+        ),
+    ):
+        for k in range(8):
+            pairs.append({"id": f"{value}-{k}", "value": value,
+                          "context": f"Situation number {k} happened at place {k}.",
+                          "uphold": f"{yes}, number {k}.", "oppose": f"{no}, number {k}."})  # fmt: skip
+    path = tmp_path / "contrast.yaml"
+    path.write_text(yaml.safe_dump({"name": "small", "taxonomy": "schwartz", "pairs": pairs}))
+    return path
+
+
+# -- the built-in contrastive data ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("taxonomy", ["schwartz", "moral-foundations"])
+def test_builtin_contrast_sets_cover_every_value(taxonomy: str) -> None:
+    found = load_contrast(taxonomy)
+    assert found.values == list(found.taxonomy.ids)
+    assert all(len(found.of(v)) >= 24 for v in found.values)
+    train, held = found.split(found.values[0], 0.3, seed=0)
+    assert len(held) == 9 and not {p.id for p in train} & {p.id for p in held}
+    assert found.split(found.values[0], 0.3, seed=0) == (train, held)  # seeded, stable
+
+
+def _ngrams(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z']+", text.lower())
+    return {tuple(words[k : k + n]) for k in range(len(words) - n + 1)}
+
+
+def test_contrast_data_shares_no_wording_with_any_audit_instrument() -> None:
+    """Vectors are judged on the instruments: no 6-word run of a pair may appear in one."""
+    judged: set[tuple[str, ...]] = set()
+    for name in BUILTIN_INSTRUMENTS:
+        judged |= _ngrams(builtin_instrument_path(name).read_text())
+    for taxonomy in ("schwartz", "moral-foundations"):
+        for pair in load_contrast(taxonomy).pairs:
+            for text in (pair.context, pair.uphold, pair.oppose):
+                assert not _ngrams(text) & judged, (pair.id, text)
+
+
+def test_bad_contrast_files_say_where(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"taxonomy": "schwartz", "pairs": [
+        {"id": "a", "value": "kindness", "context": "x", "uphold": "y", "oppose": "z"}]}))  # fmt: skip
+    with pytest.raises(UsageError, match=r"pair 'a': field 'value': unknown value id 'kindness'"):
+        load_contrast(path)
+    path.write_text(yaml.safe_dump({"taxonomy": "schwartz", "pairs": [
+        {"id": "a", "value": "power", "context": "x", "uphold": " ", "oppose": "z"}]}))  # fmt: skip
+    with pytest.raises(UsageError, match=r"pair 'a': field 'uphold'"):
+        load_contrast(path)
+
+
+# -- the three methods on synthetic activations with a known direction ---------------------
+
+
+def test_each_method_recovers_a_planted_direction() -> None:
+    rng = np.random.default_rng(0)
+    d, n = 64, 40
+    truth = np.zeros(d)
+    truth[5] = 1.0
+    topic = rng.normal(size=(n, d))  # shared by both answers of a pair
+    pos = topic + 1.5 * truth + rng.normal(size=(n, d)) * 0.5
+    neg = topic - 1.5 * truth + rng.normal(size=(n, d)) * 0.5
+    found = directions(pos[:30], neg[:30])
+    for name, unit in found.items():
+        assert abs(np.linalg.norm(unit) - 1) < 1e-9
+        assert unit @ truth > 0.8, name  # points at the planted value, with the right sign
+        accuracy, _ = held_out_accuracy(unit, pos[:30], neg[:30], pos[30:], neg[30:])
+        assert accuracy >= 0.7, (name, accuracy)
+    # A direction with no signal scores near chance on the same data.
+    noise = np.zeros(d)
+    noise[40] = 1.0
+    assert held_out_accuracy(noise, pos[:30], neg[:30], pos[30:], neg[30:])[0] < 0.75
+
+
+def test_calibration_recovers_a_known_logistic_slope() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(2.0 * scores - 0.5)))).astype(float)
+    a, b = fit_calibration(scores, y)
+    assert a == pytest.approx(2.0, abs=0.25) and b == pytest.approx(-0.5, abs=0.15)
+
+
+# -- extraction on the tiny model ----------------------------------------------------------
+
+
+def test_answer_activations_average_the_answer_tokens(tiny_backend: Any) -> None:
+    request = LoglikelihoodRequest(Chat("What do you do?"), "I share my lunch.")
+    acts = tiny_backend.answer_activations([request, request], [1, 2])
+    prompt = tiny_backend.render(request.context)
+    ctx = tiny_backend._encode(prompt)
+    whole = tiny_backend._encode(prompt + request.continuation)
+    out = tiny_backend.model(input_ids=torch.tensor([whole]), output_hidden_states=True)
+    for layer in (1, 2):
+        expected = out.hidden_states[layer + 1][0, len(ctx) :].mean(0)
+        assert torch.allclose(acts[layer][0], expected, atol=1e-4)
+        assert torch.allclose(acts[layer][1], expected, atol=1e-4)  # padding changes nothing
+
+
+def test_mean_diff_vectors_are_the_gap_between_the_stances(
+    tiny_backend: Any, tmp_path: Path
+) -> None:
+    contrast = load_contrast(small_contrast(tmp_path))
+    found = extract_vectors(tiny_backend, contrast, "mean-diff", held_out=0.25, seed=3)
+    assert set(found.values) == {"benevolence", "power"}
+    train, _ = contrast.split("power", 0.25, seed=3)
+    requests = [LoglikelihoodRequest(p.chat, a) for p in train for a in p.answers()]
+    acts = tiny_backend.answer_activations(requests, [2])[2].double().numpy()
+    expected = (acts[0::2] - acts[1::2]).mean(0)
+    assert np.allclose(found["power"].layers[2].vector, expected, atol=1e-5)
+    best = found["power"].best_layer
+    accuracies = [lv.accuracy["logistic"] for lv in found["power"].layers.values()]
+    assert found["power"].best.accuracy["logistic"] == max(accuracies)
+    assert 0 <= best < len(tiny_backend.residual)
+
+
+def test_the_vector_file_round_trips(tiny_backend: Any, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    contrast = load_contrast(small_contrast(tmp_path))
+    found = extract_vectors(tiny_backend, contrast, "pca", seed=1)
+    path = found.save(tmp_path / "v.safetensors")
+    with safe_open(str(path), framework="numpy") as handle:
+        names = set(handle.keys())
+        meta = handle.metadata()
+    layers = len(tiny_backend.residual)
+    assert names == {f"{v}/{k}" for v in ("benevolence", "power") for k in range(layers)}
+    assert meta["method"] == "pca" and int(meta["hidden_size"]) == tiny_backend.hidden_size
+    assert set(json.loads(meta["probe_accuracy"])["power"]) == {str(k) for k in range(layers)}
+    back = VectorSet.load(path)
+    for value in ("benevolence", "power"):
+        assert back[value].best_layer == found[value].best_layer
+        for k in range(layers):
+            assert np.allclose(back[value].layers[k].vector, found[value].layers[k].vector)
+            assert back[value].layers[k].calibration == pytest.approx(
+                found[value].layers[k].calibration
+            )
+
+
+def test_reading_separates_the_stances_it_was_fitted_on(tiny_backend: Any, tmp_path: Path) -> None:
+    contrast = load_contrast(small_contrast(tmp_path))
+    found = extract_vectors(tiny_backend, contrast, seed=0)
+    pairs = contrast.of("benevolence")
+    probs = read_texts(tiny_backend, found, [p.uphold for p in pairs] + [p.oppose for p in pairs],
+                       context=Chat(QUESTIONS[0], answer_prefix=pairs[0].context))  # fmt: skip
+    ups, downs = probs["benevolence"][:8], probs["benevolence"][8:]
+    assert all(0 <= p <= 1 for p in ups + downs)
+    assert np.mean(ups) > np.mean(downs)
+
+
+# -- steering ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def vector_file(tiny_backend: Any, tmp_path: Path) -> Path:
+    contrast = load_contrast(small_contrast(tmp_path))
+    return extract_vectors(tiny_backend, contrast, seed=0).save(tmp_path / "v.safetensors")
+
+
+def test_additive_steering_adds_coef_times_the_vector_and_then_leaves(
+    tiny_backend: Any, vector_file: Path
+) -> None:
+    steering = parse_steer(f"{vector_file}:power@1=3,benevolence@1=-2")
+    request = [LoglikelihoodRequest(Chat("Hello?"), "Fine, thanks.")]
+    before = tiny_backend.answer_activations(request, [1])[1]
+    with steering.apply(tiny_backend):
+        during = tiny_backend.answer_activations(request, [1])[1]
+    after = tiny_backend.answer_activations(request, [1])[1]
+    vs = steering.vectors
+    added = 3 * vs["power"].layers[1].vector - 2 * vs["benevolence"].layers[1].vector
+    assert np.allclose((during - before)[0].numpy(), added, atol=1e-5)
+    assert torch.equal(before, after)  # hooks are gone after the block
+
+
+def test_gated_steering_moves_only_positions_below_the_target(vector_file: Path) -> None:
+    steering = parse_steer(f"{vector_file}:power@2=1.5", "gated")
+    lv = steering.vectors["power"].layers[2]
+    unit = torch.tensor(lv.unit, dtype=torch.float32)
+    target = lv.midpoint + 1.5 * lv.gap
+    rng = torch.Generator().manual_seed(0)
+    hidden = torch.randn(1, 6, unit.numel(), generator=rng)
+    hidden[0, :3] += (target + 5 * lv.gap - hidden[0, :3] @ unit)[:, None] * unit  # above target
+    hidden[0, 3:] += (target - 2 * lv.gap - hidden[0, 3:] @ unit)[:, None] * unit  # below it
+    edited = steering.edits()[2](hidden)
+    reading = edited[0] @ unit
+    assert torch.allclose(edited[0, :3], hidden[0, :3])  # already there: untouched
+    assert torch.allclose(reading[3:], torch.full((3,), target), atol=1e-3)  # lifted to target
+    moved = edited[0, 3:] - hidden[0, 3:]
+    residue = moved - (moved @ unit)[:, None] * unit
+    assert residue.abs().max() < 1e-4  # only along the value's direction
+    down = parse_steer(f"{vector_file}:power@2=-1.5", "gated").edits()[2](hidden)
+    assert (down[0] @ unit <= lv.midpoint - 1.5 * lv.gap + 1e-3).all()
+
+
+def test_fluency_cost_and_preference_respond_to_steering(
+    tiny_backend: Any, vector_file: Path
+) -> None:
+    vectors = VectorSet.load(vector_file)
+    none = Steering(vectors, [Term("power", 1, 0.0)])
+    assert fluency_cost(tiny_backend, none) == pytest.approx(0.0, abs=1e-9)
+    strong = Steering(vectors, [Term("power", 1, 400.0)])
+    plain_ppl = perplexity(tiny_backend)
+    with strong.apply(tiny_backend):
+        steered_ppl = perplexity(tiny_backend)
+    cost = fluency_cost(tiny_backend, strong)
+    assert abs(cost) > 1e-3  # a random model's perplexity moves, up or down
+    assert cost == pytest.approx(steered_ppl / plain_ppl - 1)
+    pairs = load_contrast(small_contrast(Path(os.environ.get("TMPDIR", "/tmp")))).of("power")
+    plain = preference(tiny_backend, pairs)
+    assert 0 < plain < 1
+    assert preference(tiny_backend, pairs, none) == pytest.approx(plain)
+    assert math.isfinite(plain_ppl) and plain_ppl > 1
+
+
+def test_steering_errors_are_clear(vector_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no vector for value 'kindness'"):
+        parse_steer(f"{vector_file}:kindness=2")
+    with pytest.raises(UsageError, match="expected FILE:value=coef"):
+        parse_steer("power=2")
+    with pytest.raises(UsageError, match="not value=coef"):
+        parse_steer(f"{vector_file}:power=lots")
+    with pytest.raises(UsageError, match="no power vector at layer 99"):
+        parse_steer(f"{vector_file}:power@99=1")
+    with pytest.raises(UsageError, match="no vector file"):
+        parse_steer(f"{tmp_path / 'missing.safetensors'}:power=1")
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "valuescope.cli", *args], capture_output=True,
+                          text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+
+
+def test_vectors_read_and_steered_audit_from_the_command_line(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = f"hf:{tiny_model_dir}"
+    vec = tmp_path / "v.safetensors"
+    done = _cli("vectors", "-m", model, "--contrast", str(small_contrast(tmp_path)),
+                "--out", str(vec))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "benevolence" in done.stdout and vec.is_file()
+    done = _cli("read", "--vectors", str(vec), "I helped them gladly.", "--out",
+                str(tmp_path / "read.csv"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = (tmp_path / "read.csv").read_text().splitlines()
+    assert rows[0] == "text,power,benevolence" and len(rows) == 2
+    mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
+    done = _cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
+                "--steer", f"{vec}:power@1=4", "--out", str(tmp_path / "steered"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "steered" / "results.json").read_text())
+    steering = doc["steering"]
+    assert steering["terms"] == [{"value": "power", "layer": 1, "coef": 4.0}]
+    assert steering["mode"] == "add" and isinstance(steering["fluency_cost"], float)
+    plain = _cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
+                 "--out", str(tmp_path / "plain"))  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    other = json.loads((tmp_path / "plain" / "results.json").read_text())
+    assert other["steering"] is None
+    assert other["items"] != doc["items"]  # the vector changed the model's answers
+
+
+def test_vectors_refuse_a_model_of_another_shape(tiny_model_dir: Path, tmp_path: Path) -> None:
+    vec = tmp_path / "v.safetensors"
+    assert _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast",
+                str(small_contrast(tmp_path)), "--out", str(vec)).returncode == 0  # fmt: skip
+    meta_path = tmp_path / "other.safetensors"
+    loaded = VectorSet.load(vec)
+    loaded.hidden_size += 1
+    loaded.save(meta_path)
+    done = _cli("read", "--vectors", str(meta_path), "-m", f"hf:{tiny_model_dir}", "hello")
+    assert done.returncode == 2 and "were made for" in done.stderr
