@@ -80,6 +80,46 @@ def profile_chart(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> Mark
     return svg
 
 
+def tradeoff_chart(docs: Sequence[dict[str, Any]]) -> Markup | None:
+    """For steered runs with a calibration sweep: preference shift against fluency cost, one
+    line per value and layer, the chosen setting circled."""
+    sweeps = [
+        (value, cal)
+        for doc in docs
+        if doc.get("steering") and doc["steering"].get("calibration")
+        for value, cal in doc["steering"]["calibration"].items()
+    ]
+    if not sweeps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {"svg.fonttype": "none", "svg.hashsalt": "valuescope", "text.parse_math": False}
+    )
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for value, cal in sweeps:
+        for layer in sorted({p["layer"] for p in cal["points"]}):
+            points = [p for p in cal["points"] if p["layer"] == layer]
+            xs = [100 * p["fluency_cost"] for p in points]
+            ys = [p["shift"] for p in points]
+            ax.plot(xs, ys, marker="o", label=f"{value} @ layer {layer}")
+        ax.scatter([100 * cal["fluency_cost"]], [cal["shift"]], s=160, facecolors="none",
+                   edgecolors="black")  # fmt: skip
+    budget = next((d["steering"].get("fluency_budget") for d in docs if d.get("steering")), None)
+    if budget is not None:
+        ax.axvline(100 * budget, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("fluency cost: perplexity increase on neutral text (%)")
+    ax.set_ylabel("shift of P(upholding answer), calibration pairs")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    svg = _svg(fig)
+    plt.close(fig)
+    return svg
+
+
 def decisive_items(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dict[str, Any]]:
     """The items the model decided most clearly, with its choice."""
     rows = []
@@ -135,6 +175,7 @@ def render_card(docs: Sequence[dict[str, Any]], title: str | None = None) -> str
         values=values,
         labels={v["id"]: v["label"] for v in values},
         chart=profile_chart(docs, labels),
+        tradeoff=tradeoff_chart(docs),
         fmt=_fmt,
     )
 

@@ -564,7 +564,7 @@ def vectors(
         table.add_column(column, justify="left" if column == "value" else "right")
     for value, vv in found.values.items():
         acc = vv.best.accuracy
-        table.add_row(
+        table.add_row(  # the file was just extracted here: all three methods are scored
             value,
             str(vv.best_layer),
             f"{acc['logistic']:.2f}",
@@ -630,6 +630,151 @@ def read(
             for k, text in enumerate(items):
                 writer.writerow([text, *(f"{probs[v][k]:.4f}" for v in values)])
         out.print(f"probabilities: {out_file}")
+
+
+@app.command()
+def steer(
+    target: Annotated[
+        str,
+        typer.Option(help="Score changes to reach, e.g. benevolence=+0.25,power=-0.1."),
+    ],
+    model: ModelOpt = "smollm2",
+    vectors_file: Annotated[
+        Path, typer.Option("--vectors", help="Vector file from `valuescope vectors`.")
+    ] = Path("runs/vectors.safetensors"),
+    instrument: InstrumentOpt = "schwartz-dilemmas",
+    contrast: Annotated[
+        str | None,
+        typer.Option(
+            help="Calibration pairs (default: the built-in set of the vectors' taxonomy)."
+        ),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="add (coef x vector everywhere) or gated (only where needed).")
+    ] = "add",
+    fluency_budget: Annotated[
+        float, typer.Option(help="Largest relative perplexity increase allowed on neutral text.")
+    ] = 0.10,
+    method: MethodOpt = "auto",
+    out_dir: OutOpt = Path("runs/steer"),
+    seed: SeedOpt = 0,
+    limit: LimitOpt = None,
+) -> None:
+    """Steer toward a target profile: calibrate on valuescope's own pairs, then audit the
+    steered and the unsteered model on --instrument and report the measured shift."""
+    import json
+
+    from .backends import load_white_box
+    from .calibration import parse_target, steer_to_target
+    from .card import write_card
+    from .contrast import load_contrast
+    from .errors import UsageError
+    from .progress import progress_bar
+    from .report import results_json, write_results
+    from .vectors import VectorSet
+
+    wanted = parse_target(target)
+    if not 0 < fluency_budget < 10:
+        raise UsageError(f"--fluency-budget {fluency_budget}: give a share, e.g. 0.10 for 10%")
+    found = VectorSet.load(vectors_file)
+    for value in wanted:
+        found[value]
+    pairs = load_contrast(contrast or found.taxonomy)
+    backend = load_white_box(model)
+    with progress_bar(err) as hook:
+        run = steer_to_target(
+            backend, found, pairs, wanted, instrument, out_dir, str(vectors_file), method,
+            cast(Any, mode), fluency_budget, seed, limit, hook,
+        )  # fmt: skip
+    write_results(run.plain, out_dir / "unsteered")
+    paths = write_results(run.steered, out_dir)
+    docs = [results_json(run.plain), results_json(run.steered)]
+    docs[0]["label"], docs[1]["label"] = "unsteered", "steered"
+    write_card(docs, paths["card"], f"Steering {found.model} toward {target}")
+    table = Table(title=f"Steering on {run.plain.instrument.name} ({run.plain.method})")
+    for column in ("value", "layer", "coef", "target", "expected", "measured", "95% CI"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+    comp = run.composition
+    for value in wanted:
+        shift = run.shifts.get(value, {"shift": float("nan"), "ci": [None, None]})
+        low, high = shift["ci"]
+        table.add_row(
+            value,
+            str(comp.layers[value]),
+            f"{comp.coefs[value]:+.2f}",
+            f"{wanted[value]:+.2f}",
+            f"{comp.expected[value]:+.2f}",
+            f"{shift['shift']:+.3f}",
+            "n/a" if low is None else f"{low:+.3f} to {high:+.3f}",
+        )
+    out.print(table)
+    out.print(f"fluency cost {comp.fluency_cost:+.1%} perplexity (budget {fluency_budget:.0%})")
+    for conflict in comp.conflicts:
+        out.print(f"conflict: {conflict}", markup=False)
+    (out_dir / "steering.json").write_text(json.dumps(run.steering.as_dict(), indent=1) + "\n")
+    out.print(f"results: {paths['results']} (unsteered: {out_dir / 'unsteered' / 'results.json'})")
+    out.print(f"card:    {paths['card']}")
+
+
+@app.command("vectors-export")
+def vectors_export(
+    steer_spec: Annotated[
+        str,
+        typer.Argument(
+            help="FILE:value=coef[,value@layer=coef...]: vectors and coefficients to export."
+        ),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="GGUF file to write.")] = Path(
+        "runs/control-vector.gguf"
+    ),
+    model_hint: Annotated[str, typer.Option(help="Model type llama.cpp checks.")] = "llama",
+) -> None:
+    """Export vectors (coefficients applied) as a llama.cpp control-vector GGUF."""
+    from .controlvector import export_gguf
+    from .steering import parse_steer
+
+    steering = parse_steer(steer_spec)
+    export_gguf(steering, out_file, model_hint)
+    terms = ", ".join(f"{t.value}@{t.layer}={t.coef:+g}" for t in steering.terms)
+    out.print(f"control vector ({terms}): {out_file}")
+    out.print(f"run it with: llama-cli -m MODEL.gguf --control-vector {out_file}")
+
+
+@app.command("vectors-import")
+def vectors_import(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A control-vector .gguf (repeng, llama.cpp) or .safetensors of "
+            "{layer: vector} (steering-vectors)."
+        ),
+    ],
+    value: Annotated[str, typer.Option(help="The value the vector stands for.")],
+    model: ModelOpt = "smollm2",
+    taxonomy: Annotated[str, typer.Option(help="Taxonomy of the value.")] = "schwartz",
+    contrast: Annotated[
+        str | None, typer.Option(help="Pairs to measure it on (default: built-in set).")
+    ] = None,
+    out_file: Annotated[
+        Path, typer.Option("--out", "-o", help="valuescope vector file to write.")
+    ] = Path("runs/imported.safetensors"),
+) -> None:
+    """Import another tool's vector: measured on valuescope's pairs, saved in its format."""
+    from .backends import load_white_box
+    from .contrast import load_contrast
+    from .controlvector import import_directions, load_directions
+
+    directions = load_directions(source)
+    pairs = load_contrast(contrast or taxonomy)
+    backend = load_white_box(model)
+    found = import_directions(directions, value, backend, pairs, str(source))
+    found.save(out_file)
+    vv = found[value]
+    out.print(
+        f"{value}: {len(vv.layers)} layer(s); best layer {vv.best_layer}, accuracy on "
+        f"{vv.n_held_out} pairs {vv.best.probe_accuracy:.2f}"
+    )
+    out.print(f"vectors: {out_file}")
 
 
 @app.command()

