@@ -205,9 +205,41 @@ def part_speed(backend: Any, vectors: VectorSet, results: dict[str, Any]) -> Non
     ):
         figures[name] = round(rate(steering), 1)
     results["speed"] = {"tokens_per_s": figures, "prompts": 16, "max_new_tokens": 48,
-                        "batch_size": backend.batch_size}  # fmt: skip
+                        "batch_size": backend.batch_size,
+                        "forward_tokens_per_s": forward_rates(backend, vectors)}  # fmt: skip
     save(results)
     print("speed", figures, flush=True)
+
+
+def forward_rates(backend: Any, vectors: VectorSet) -> dict[str, float]:
+    """Fixed work (16 x 128 tokens, 3 forward passes): the hooks' own cost, free of the
+    confound that steered generations may stop at a different length."""
+    import torch
+
+    ids = torch.randint(100, 10_000, (16, 128), generator=torch.Generator().manual_seed(0))
+    layer = vectors["benevolence"].best_layer
+
+    def rate(steering: Steering | None) -> float:
+        with torch.inference_mode():
+            if steering is None:
+                backend.model(input_ids=ids, logits_to_keep=1)
+                started = time.perf_counter()
+                for _ in range(3):
+                    backend.model(input_ids=ids, logits_to_keep=1)
+            else:
+                with steering.apply(backend):
+                    backend.model(input_ids=ids, logits_to_keep=1)
+                    started = time.perf_counter()
+                    for _ in range(3):
+                        backend.model(input_ids=ids, logits_to_keep=1)
+        return round(3 * ids.numel() / (time.perf_counter() - started), 1)
+
+    return {
+        "plain": rate(None),
+        "add": rate(Steering(vectors, [Term("benevolence", layer, 2.0)], "add")),
+        "gated": rate(Steering(vectors, [Term("benevolence", layer, 1.0)], "gated")),
+        "plain again": rate(None),
+    }
 
 
 def r_squared(y: np.ndarray, fitted: np.ndarray) -> float:

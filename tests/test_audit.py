@@ -97,6 +97,7 @@ def test_results_json_follows_the_schema(tiny_backend: Any, tmp_path: Path) -> N
         "kind": "dilemma",
         "items": 6,
         "sha256": result.instrument.sha256,
+        "source": result.instrument.source,
     }
     assert doc["method"] == "choice" and doc["steering"] is None and doc["seed"] == 0
     for value, entry in doc["profile"].items():

@@ -16,7 +16,7 @@ from .instrument import Instrument, load_instrument
 from .modelspec import parse_spec
 from .profile import Profile, Ranking, bradley_terry, build_profile
 from .scoring import METHODS, ItemResult, Method, OrderResult, WordingName, presentation_orders
-from .steering import Steering, fluency_cost
+from .steering import SteeredBackend, Steering, fluency_cost
 
 CHUNK = 16
 AUTO_CANDIDATES_WHITE_BOX = ("likelihood", "likelihood-first-person", "choice")
@@ -212,8 +212,8 @@ def run_audit(
             )
         if steering.fluency_cost is None:
             steering.fluency_cost = fluency_cost(backend, steering)
-        with steering.apply(backend):
-            return _audit(config, backend, out, progress, instrument, started, steering)
+        steered = SteeredBackend(backend, steering)
+        return _audit(config, steered, out, progress, instrument, started, steering)
     return _audit(config, backend, out, progress, instrument, started, None)
 
 

@@ -5,7 +5,8 @@ accuracy), doubling it until the fluency cost (relative perplexity increase on n
 passes the budget, and measures at every step the shift of the model's preference for the
 upholding answers of that value's contrastive pairs (valuescope's own data, never an audit
 instrument). The chosen setting is the largest shift within the budget, and the shift per unit
-of coefficient at that layer is the value's sensitivity.
+of coefficient at that layer is the value's sensitivity. Coefficients start at 1/8 of the class
+gap (one whole gap is often past a 10% perplexity budget) and double up to 16.
 
 Composition turns a target profile (score changes per value) into coefficients: with the
 matrix S of measured shifts (S[v, w] = change of v's preference per unit coefficient of w),
@@ -36,8 +37,8 @@ from .vectors import VectorSet, check_model
 
 ProgressHook = Callable[[str, int, int], None]
 DEFAULT_BUDGET = 0.10
-START = 1.0
-MAX_STEPS = 7
+START = 0.125
+MAX_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,10 @@ def calibrate(
     if not pairs:
         raise UsageError(f"no contrastive pairs for {value!r} to calibrate on")
     if layers is None:
-        ranked = sorted(vv.layers, key=lambda k: (-vv.layers[k].probe_accuracy, k))
+        ranked = sorted(
+            vv.layers,
+            key=lambda k: (-vv.layers[k].probe_accuracy, -vv.layers[k].separation, k),
+        )
         layers = ranked[:n_layers]
     plain_ppl = baseline_ppl if baseline_ppl is not None else perplexity(backend)
     base = preference(backend, pairs)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .backends.base import Chat
 from .errors import UsageError
-from .instrument import _nonblank
+from .instrument import _nonblank, validated
 from .taxonomy import Taxonomy, load_taxonomy
 from .yamlfile import read_yaml
 
@@ -128,12 +128,7 @@ def load_contrast(name_or_path: str | Path = "schwartz") -> ContrastSet:
     for index, entry in enumerate(doc["pairs"]):
         pair_id = entry.get("id") if isinstance(entry, dict) else None
         label = f"pair {pair_id!r}" if pair_id else f"pair #{index + 1}"
-        try:
-            schema = _PairSchema.model_validate(entry)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(pair)"
-            raise UsageError(f"{path}: {label}: field {where!r}: {first['msg']}") from None
+        schema = validated(_PairSchema, entry, path, label)
         if schema.value not in tax:
             raise UsageError(
                 f"{path}: {label}: field 'value': unknown value id {schema.value!r}; taxonomy "

@@ -35,6 +35,7 @@ from .vectors import (
     contrast_requests,
     fit_calibration,
     held_out_accuracy,
+    separation_of,
 )
 
 ARCH = "controlvector"
@@ -163,9 +164,15 @@ def import_directions(
         y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
         a_cal, b_cal = fit_calibration(scores / max(abs(gap), 1e-12), y)
         layer_vectors[layer] = LayerVector(
-            unit * gap, {"imported": accuracy}, midpoint, (a_cal / max(abs(gap), 1e-12), b_cal)
+            unit * gap,
+            {"imported": accuracy},
+            midpoint,
+            (a_cal / max(abs(gap), 1e-12), b_cal),
+            separation_of(pos @ unit, neg @ unit),
         )
-    best = max(layers, key=lambda k: (layer_vectors[k].probe_accuracy, -k))
+    best = max(
+        layers, key=lambda k: (layer_vectors[k].probe_accuracy, layer_vectors[k].separation, -k)
+    )
     found = VectorSet(
         model=backend.name,
         spec=backend.spec.raw,

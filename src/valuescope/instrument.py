@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -20,6 +20,20 @@ from .yamlfile import read_yaml
 
 KINDS = ("dilemma", "likert", "pairwise", "open")
 SUPPORTED_KINDS = ("dilemma", "likert", "pairwise")
+
+
+SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
+
+def validated(schema: type[SchemaT], entry: Any, path: Path, label: str) -> SchemaT:
+    """`entry` checked against `schema`; the first problem becomes an error naming the file,
+    the item and the field."""
+    try:
+        return schema.model_validate(entry)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(item)"
+        raise UsageError(f"{path}: {label}: field {where!r}: {first['msg']}") from None
 
 
 def _nonblank(text: str) -> str:
@@ -221,12 +235,7 @@ def _parse_dilemma(path: Path, index: int, entry: Any, tax: Taxonomy) -> Dilemma
     label = f"item {item_id!r}" if item_id else f"item #{index + 1}"
     if not isinstance(entry, dict):
         raise UsageError(f"{path}: {label}: expected a mapping with id, text and options")
-    try:
-        schema = _DilemmaSchema.model_validate(entry)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(item)"
-        raise UsageError(f"{path}: {label}: field {field!r}: {first['msg']}") from None
+    schema = validated(_DilemmaSchema, entry, path, label)
     for number, option in enumerate(schema.options):
         for value in option.values:
             if value not in tax:

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .backends.base import Backend, Chat, GenerationParams, LoglikelihoodRequest, Progress
 from .checkpoint import Checkpoint
 from .errors import UsageError
-from .instrument import _nonblank, read_document
+from .instrument import _nonblank, read_document, validated
 from .profile import Profile, ValueScore, bootstrap_ci
 from .taxonomy import Taxonomy
 
@@ -88,12 +88,7 @@ def load_questionnaire(name_or_path: str | Path, taxonomy: str | None = None) ->
         label = f"item {item_id!r}" if item_id else f"item #{index + 1}"
         if not isinstance(entry, dict):
             raise UsageError(f"{path}: {label}: expected a mapping with id, text, value, keyed")
-        try:
-            schema = _LikertSchema.model_validate(entry)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(item)"
-            raise UsageError(f"{path}: {label}: field {where!r}: {first['msg']}") from None
+        schema = validated(_LikertSchema, entry, path, label)
         if schema.value not in tax:
             raise UsageError(
                 f"{path}: {label}: field 'value': unknown value id {schema.value!r}; taxonomy "

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.optimize import minimize
 from scipy.special import log_ndtr, ndtr
 
 from .backends.base import Backend, Chat, LoglikelihoodRequest, Progress
 from .checkpoint import Checkpoint
 from .errors import UsageError
-from .instrument import _nonblank, read_document
+from .instrument import _nonblank, read_document, validated
 from .profile import Profile, ValueScore, bootstrap_ci
 from .taxonomy import Taxonomy
 
@@ -96,12 +96,7 @@ def load_outcomes(name_or_path: str | Path, taxonomy: str | None = None) -> Outc
     for label, entry in entries:
         if not isinstance(entry, dict):
             raise UsageError(f"{path}: {label}: expected a mapping with id, text and values")
-        try:
-            schema = _OutcomeSchema.model_validate(entry)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(item)"
-            raise UsageError(f"{path}: {label}: field {where!r}: {first['msg']}") from None
+        schema = validated(_OutcomeSchema, entry, path, label)
         for value in schema.values:
             if value not in tax:
                 raise UsageError(

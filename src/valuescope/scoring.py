@@ -187,7 +187,8 @@ class LikelihoodMethod:
         neutral: dict[str, float] = {}
         if self.calibrate:
             texts = sorted({r.continuation for r in requests})
-            prior = backend.loglikelihood(
+            # A steered backend's prior is its unsteered model (see steering.SteeredBackend).
+            prior = getattr(backend, "prior", backend).loglikelihood(
                 [LoglikelihoodRequest(Chat(NEUTRAL_PROMPT, None, prefix), t) for t in texts]
             )
             neutral = {t: s.logprob for t, s in zip(texts, prior, strict=True)}

@@ -136,6 +136,36 @@ class Steering:
                 "terms": [[t.value, t.layer, t.coef] for t in self.terms]}  # fmt: skip
 
 
+class SteeredBackend:
+    """A white-box backend whose every call runs steered; `prior` is the same model unsteered.
+
+    Scorers that calibrate against a neutral prompt read the prior from `prior`, as they read
+    it without the system prompt: the prior is the unmodified model's, so the steering's whole
+    effect shows (a neutral prompt steered too would cancel the part of it that does not
+    depend on the item).
+    """
+
+    def __init__(self, backend: WhiteBoxBackend, steering: Steering) -> None:
+        check_model(steering.vectors, backend)
+        self.prior = backend
+        self.steering = steering
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.prior, name)
+
+    def loglikelihood(self, requests: Any, progress: Any = None) -> Any:
+        with self.steering.apply(self.prior):
+            return self.prior.loglikelihood(requests, progress)
+
+    def generate(self, prompts: Any, params: Any, progress: Any = None) -> Any:
+        with self.steering.apply(self.prior):
+            return self.prior.generate(prompts, params, progress)
+
+    def answer_activations(self, requests: Any, layers: Any, progress: Any = None) -> Any:
+        with self.steering.apply(self.prior):
+            return self.prior.answer_activations(requests, layers, progress)
+
+
 def parse_steer(text: str, mode: Mode = "add") -> Steering:
     """`FILE:value=coef[,value@layer=coef...]` -> Steering (layer defaults to the value's best)."""
     path, sep, spec = text.rpartition(":")

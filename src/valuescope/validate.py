@@ -101,8 +101,13 @@ def run_validation(
 
     def audit(system: str | None, name: str, chosen: str) -> Run:
         where = out / name if out else None
+
+        def labelled(phase: str, done: int, total: int) -> None:
+            if progress:  # one bar per run, not one bar summed over all of them
+                progress(f"{name} · {phase}", done, total)
+
         if outcomes is not None:
-            return run_pairwise(model, outcomes, backend, system, seed, budget, where, progress)
+            return run_pairwise(model, outcomes, backend, system, seed, budget, where, labelled)
         assert inst is not None
         # The baseline also scores the paraphrases, so validation reports every diagnostic.
         config = AuditConfig(
@@ -114,7 +119,7 @@ def run_validation(
             paraphrase=system is None and inst.has_paraphrases,
             limit=limit,
         )
-        return run_audit(config, backend=backend, out=where, progress=progress)
+        return run_audit(config, backend=backend, out=where, progress=labelled)
 
     baseline = audit(None, "baseline", method)
     chosen = "choice" if isinstance(baseline, PairwiseResult) else baseline.method

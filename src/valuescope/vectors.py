@@ -6,7 +6,9 @@ three directions are fitted on a training share of the pairs: the difference of 
 first principal direction of the paired differences (uncentred, so the common shift counts;
 repeng's `pca_diff` centres them), and an L2 logistic probe. Each is scored on the held-out
 pairs (accuracy of telling an upholding answer from an opposing one, threshold from the
-training pairs), and the layer where the logistic probe does best is the value's layer.
+training pairs), and the layer where the logistic probe does best is the value's layer (ties,
+common when several layers classify every held-out answer right, go to the layer whose probe
+separates the held-out stances most, in pooled standard deviations).
 
 Directions are stored in "class-gap units": the unit direction times the gap between the mean
 projections of upholding and opposing answers, so coefficient 1 moves an activation by the
@@ -49,6 +51,9 @@ class LayerVector:
     """Projection (on the unit direction) halfway between the two stances' training means."""
     calibration: tuple[float, float]
     """P(upholds) = sigmoid(a * (projection - midpoint) + b), fitted on held-out pairs."""
+    separation: float = float("nan")
+    """Held-out separation of the logistic probe: gap between the stances' mean projections
+    over their pooled standard deviation (breaks ties between layers at the same accuracy)."""
 
     @property
     def probe_accuracy(self) -> float:
@@ -119,6 +124,7 @@ class VectorSet:
                         "accuracy": lv.accuracy,
                         "midpoint": lv.midpoint,
                         "calibration": list(lv.calibration),
+                        "separation": lv.separation,
                     }
                     for layer, lv in vv.layers.items()
                 },
@@ -176,6 +182,7 @@ class VectorSet:
                     {k: float(v) for k, v in data["accuracy"].items()},
                     float(data["midpoint"]),
                     (float(data["calibration"][0]), float(data["calibration"][1])),
+                    float(data.get("separation", float("nan"))),
                 )
                 for layer, data in entry["layers"].items()
             }
@@ -254,6 +261,12 @@ def directions(pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def separation_of(pos: np.ndarray, neg: np.ndarray) -> float:
+    """(mean of pos - mean of neg) / pooled standard deviation of the two groups."""
+    pooled = float(np.sqrt(0.5 * (pos.var(ddof=1) + neg.var(ddof=1)))) if len(pos) > 1 else 0.0
+    return float((pos.mean() - neg.mean()) / pooled) if pooled > 0 else 0.0
+
+
 def held_out_accuracy(
     unit: np.ndarray, pos: np.ndarray, neg: np.ndarray, test_pos: np.ndarray, test_neg: np.ndarray
 ) -> tuple[float, float]:
@@ -313,6 +326,8 @@ def extract_vectors(
             accuracy = {}
             for name, unit in found.items():
                 accuracy[name] = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)[0]
+            probe = found["logistic"]
+            separation = separation_of(te_pos @ probe, te_neg @ probe)
             unit = found[method]
             _, midpoint = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)
             gap = float((tr_pos @ unit).mean() - (tr_neg @ unit).mean())
@@ -321,14 +336,11 @@ def extract_vectors(
             calibration = fit_calibration(scores / max(abs(gap), 1e-12), y)
             # a acts on the projection in class-gap units; store it per raw projection unit.
             calibration = (calibration[0] / max(abs(gap), 1e-12), calibration[1])
-            layer_vectors[layer] = LayerVector(unit * gap, accuracy, midpoint, calibration)
+            layer_vectors[layer] = LayerVector(
+                unit * gap, accuracy, midpoint, calibration, separation
+            )
         best = max(
-            chosen,
-            key=lambda k: (
-                layer_vectors[k].accuracy["logistic"],
-                float(np.mean(list(layer_vectors[k].accuracy.values()))),
-                -k,
-            ),
+            chosen, key=lambda k: (layer_vectors[k].probe_accuracy, layer_vectors[k].separation, -k)
         )
         values[value] = ValueVectors(value, layer_vectors, best, len(train), len(test))
     return VectorSet(
