@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .backends.base import Chat
 from .errors import UsageError
 from .instrument import _nonblank, validated
-from .taxonomy import Taxonomy, load_taxonomy
+from .taxonomy import Taxonomy, check_value, load_taxonomy
 from .yamlfile import read_yaml
 
 QUESTIONS = (
@@ -129,11 +129,7 @@ def load_contrast(name_or_path: str | Path = "schwartz") -> ContrastSet:
         pair_id = entry.get("id") if isinstance(entry, dict) else None
         label = f"pair {pair_id!r}" if pair_id else f"pair #{index + 1}"
         schema = validated(_PairSchema, entry, path, label)
-        if schema.value not in tax:
-            raise UsageError(
-                f"{path}: {label}: field 'value': unknown value id {schema.value!r}; taxonomy "
-                f"{tax.name!r} has {', '.join(tax.ids)}"
-            )
+        check_value(tax, schema.value, f"{path}: {label}: field 'value'")
         if schema.id in seen:
             raise UsageError(f"{path}: pair {schema.id!r}: duplicate id; ids must be unique")
         seen.add(schema.id)

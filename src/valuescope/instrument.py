@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UsageError
-from .taxonomy import Taxonomy, load_taxonomy
+from .taxonomy import Taxonomy, check_value, load_taxonomy
 from .yamlfile import read_yaml
 
 KINDS = ("dilemma", "likert", "pairwise", "open")
@@ -238,11 +238,7 @@ def _parse_dilemma(path: Path, index: int, entry: Any, tax: Taxonomy) -> Dilemma
     schema = validated(_DilemmaSchema, entry, path, label)
     for number, option in enumerate(schema.options):
         for value in option.values:
-            if value not in tax:
-                raise UsageError(
-                    f"{path}: {label}: field 'options.{number}.values': unknown value id "
-                    f"{value!r}; taxonomy {tax.name!r} has {', '.join(tax.ids)}"
-                )
+            check_value(tax, value, f"{path}: {label}: field 'options.{number}.values'")
     paraphrase = None
     if schema.paraphrase is not None:
         count = len(schema.paraphrase.options)

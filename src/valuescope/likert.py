@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint
 from .errors import UsageError
 from .instrument import _nonblank, read_document, validated
 from .profile import Profile, ValueScore, bootstrap_ci
-from .taxonomy import Taxonomy
+from .taxonomy import Taxonomy, check_value
 
 POINTS = 6
 ANCHORS = ("not like me at all", "not like me", "a little like me", "somewhat like me",
@@ -89,11 +89,7 @@ def load_questionnaire(name_or_path: str | Path, taxonomy: str | None = None) ->
         if not isinstance(entry, dict):
             raise UsageError(f"{path}: {label}: expected a mapping with id, text, value, keyed")
         schema = validated(_LikertSchema, entry, path, label)
-        if schema.value not in tax:
-            raise UsageError(
-                f"{path}: {label}: field 'value': unknown value id {schema.value!r}; taxonomy "
-                f"{tax.name!r} has {', '.join(tax.ids)}"
-            )
+        check_value(tax, schema.value, f"{path}: {label}: field 'value'")
         if schema.id in seen:
             raise UsageError(f"{path}: item {schema.id!r}: duplicate id; ids must be unique")
         seen.add(schema.id)

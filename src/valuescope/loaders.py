@@ -25,7 +25,7 @@ from .errors import UsageError
 from .instrument import DilemmaItem, Instrument, Option
 from .likert import LikertItem, Questionnaire
 from .pairwise import Outcome, OutcomeSet
-from .taxonomy import Taxonomy, load_taxonomy
+from .taxonomy import Taxonomy, check_value, load_taxonomy
 from .yamlfile import read_yaml
 
 PREFIXES = {"dailydilemmas": "dilemma", "utility-options": "pairwise", "table": "table"}
@@ -66,11 +66,7 @@ def load_mapping(path: str | Path | None, taxonomy: Taxonomy) -> Mapping:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise UsageError(f"{path}: {name!r}: expected a value id, a list of ids or null")
         for value in ids:
-            if value not in taxonomy:
-                raise UsageError(
-                    f"{path}: {name!r}: unknown value id {value!r}; taxonomy {taxonomy.name!r} "
-                    f"has {', '.join(taxonomy.ids)}"
-                )
+            check_value(taxonomy, value, f"{path}: {name!r}")
         table[str(name).strip().lower()] = tuple(ids)
     return Mapping(table)
 

@@ -35,7 +35,7 @@ from .checkpoint import Checkpoint
 from .errors import UsageError
 from .instrument import _nonblank, read_document, validated
 from .profile import Profile, ValueScore, bootstrap_ci
-from .taxonomy import Taxonomy
+from .taxonomy import Taxonomy, check_value
 
 HELD_OUT = 0.2
 ROUND = 16
@@ -98,11 +98,7 @@ def load_outcomes(name_or_path: str | Path, taxonomy: str | None = None) -> Outc
             raise UsageError(f"{path}: {label}: expected a mapping with id, text and values")
         schema = validated(_OutcomeSchema, entry, path, label)
         for value in schema.values:
-            if value not in tax:
-                raise UsageError(
-                    f"{path}: {label}: field 'values': unknown value id {value!r}; taxonomy "
-                    f"{tax.name!r} has {', '.join(tax.ids)}"
-                )
+            check_value(tax, value, f"{path}: {label}: field 'values'")
         if schema.id in seen:
             raise UsageError(f"{path}: item {schema.id!r}: duplicate id; ids must be unique")
         seen.add(schema.id)

@@ -106,3 +106,12 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
         label=schema.label,
         values=tuple(Value(v.id, v.label, v.definition, v.group) for v in schema.values),
     )
+
+
+def check_value(taxonomy: Taxonomy, value: str, where: str) -> None:
+    """A clear error, naming `where` (file, item, field), when `value` is not in the taxonomy."""
+    if value not in taxonomy:
+        raise UsageError(
+            f"{where}: unknown value id {value!r}; taxonomy {taxonomy.name!r} has "
+            f"{', '.join(taxonomy.ids)}"
+        )
