@@ -3,6 +3,7 @@ extraction and hooks on the tiny random Llama, the file format round trip, and t
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -299,3 +300,90 @@ def test_vectors_refuse_a_model_of_another_shape(tiny_model_dir: Path, tmp_path:
     loaded.save(meta_path)
     done = _cli("read", "--vectors", str(meta_path), "-m", f"hf:{tiny_model_dir}", "hello")
     assert done.returncode == 2 and "were made for" in done.stderr
+
+
+# -- reading a run's generated answers -------------------------------------------------------
+
+
+def test_generate_runs_keep_their_answers_and_reload_them(
+    tiny_backend: Any, tmp_path: Path
+) -> None:
+    from valuescope.audit import AuditConfig, run_audit
+    from valuescope.report import read_answers, write_results
+
+    mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
+    config = AuditConfig(model="hf:tiny", instrument=mini, method="generate", paraphrase=False)
+    result = run_audit(config, backend=tiny_backend, out=tmp_path / "run")
+    write_results(result, tmp_path / "run")
+    records = read_answers(tmp_path / "run")
+    samples = 8  # GenerateMethod's default
+    assert len(records) == sum(len(r.orders) for r in result.results) * samples
+    # The saved answers are the ones the probabilities came from: recount them.
+    for r in result.results:
+        for order in r.orders:
+            mine = [
+                x for x in records if x["item_id"] == r.item_id and x["order"] == list(order.order)
+            ]
+            assert len(mine) == samples
+            counts = [sum(x["option"] == i for x in mine) for i in range(len(order.p))]
+            mapped = sum(counts)
+            expected = [(c + 0.5) / (mapped + 0.5 * len(counts)) for c in counts]
+            assert list(order.p) == pytest.approx(expected)
+    # Resuming from the checkpoint keeps them too.
+    again = run_audit(config, backend=tiny_backend, out=tmp_path / "run")
+    write_results(again, tmp_path / "again")
+    assert read_answers(tmp_path / "again") == records
+
+
+def test_answers_are_read_in_their_own_context_and_set_against_the_choice(
+    tiny_backend: Any, tmp_path: Path
+) -> None:
+    from valuescope.vectors import read_answers
+
+    contrast = load_contrast(small_contrast(tmp_path))
+    found = extract_vectors(tiny_backend, contrast, seed=0)
+    pairs = contrast.of("benevolence")
+    records = []
+    for pair in pairs:  # option 0 upholds benevolence; the answer is the stance it chose
+        for option, text in ((0, pair.uphold), (1, pair.oppose)):
+            records.append({"prompt": QUESTIONS[0], "system": None, "answer": text,
+                            "option": option, "option_values": [["benevolence"], ["power"]]})  # fmt: skip
+    reading = read_answers(tiny_backend, found, records)
+    agree = reading.agreement["benevolence"]
+    assert agree["n_upholding"] == agree["n_opposing"] == len(pairs)
+    assert agree["difference"] == pytest.approx(
+        np.mean(reading.probs["benevolence"][0::2]) - np.mean(reading.probs["benevolence"][1::2])
+    )
+    assert agree["difference"] > 0
+    # Each answer is read after its own question, not a generic one.
+    other = [{**r, "prompt": "Name a colour."} for r in records]
+    assert read_answers(tiny_backend, found, other).probs != reading.probs
+
+
+def test_read_run_from_the_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = f"hf:{tiny_model_dir}"
+    vec = tmp_path / "v.safetensors"
+    assert _cli("vectors", "-m", model, "--contrast", str(small_contrast(tmp_path)),
+                "--out", str(vec)).returncode == 0  # fmt: skip
+    mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
+    run = tmp_path / "gen"
+    done = _cli("audit", "-m", model, "-i", mini, "--method", "generate", "--no-paraphrase",
+                "--limit", "2", "--out", str(run))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    n_answers = len((run / "answers.jsonl").read_text().strip("\n").split("\n"))
+    done = _cli("read", "--vectors", str(vec), "--run", str(run), "--out",
+                str(tmp_path / "answers.csv"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "chose upholding" in done.stdout
+    with (tmp_path / "answers.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][:6] == ["item_id", "wording", "order", "sample", "option", "answer"]
+    assert len(rows) == 1 + n_answers
+    assert all(0 <= float(p) <= 1 for row in rows[1:] for p in row[6:])
+    plain = tmp_path / "plain"
+    assert _cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
+                "--limit", "2", "--out", str(plain)).returncode == 0  # fmt: skip
+    done = _cli("read", "--vectors", str(vec), "--run", str(plain))
+    assert done.returncode == 2
+    assert "answers.jsonl" in done.stderr and "--method generate" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -78,7 +78,11 @@ def _encode_results(results: Sequence[ItemResult]) -> list[dict[str, Any]]:
         {
             "id": r.item_id,
             "wording": r.wording,
-            "orders": [{"order": list(o.order), "p": list(o.p)} for o in r.orders],
+            "orders": [
+                {"order": list(o.order), "p": list(o.p)}
+                | ({"answers": list(o.answers)} if o.answers else {})
+                for o in r.orders
+            ],
             "combine": r.combine,
         }
         for r in results
@@ -90,7 +94,10 @@ def _decode_results(data: list[dict[str, Any]]) -> list[ItemResult]:
         ItemResult(
             d["id"],
             d["wording"],
-            tuple(OrderResult(tuple(o["order"]), tuple(o["p"])) for o in d["orders"]),
+            tuple(
+                OrderResult(tuple(o["order"]), tuple(o["p"]), tuple(o.get("answers", ())))
+                for o in d["orders"]
+            ),
             d.get("combine", "mean"),
         )
         for d in data

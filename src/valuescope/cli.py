@@ -589,6 +589,12 @@ def read(
     from_file: Annotated[
         Path | None, typer.Option("--file", help="Read texts from a file, one per line.")
     ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run", help="Read the generated answers of a run (audit --method generate)."
+        ),
+    ] = None,
     out_file: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the probabilities as CSV.")
     ] = None,
@@ -607,8 +613,13 @@ def read(
         if not from_file.is_file():
             raise UsageError(f"--file {str(from_file)!r}: no such file")
         items += [line for line in from_file.read_text().splitlines() if line.strip()]
+    if run is not None:
+        if items:
+            raise UsageError("--run reads a run's answers; give texts or --file, not both")
+        _read_run(found, run, model, out_file)
+        return
     if not items:
-        raise UsageError("nothing to read: give texts as arguments or --file FILE")
+        raise UsageError("nothing to read: give texts as arguments, --file FILE or --run DIR")
     backend = load_white_box(model or found.spec)
     check_model(found, backend)
     with progress_bar(err) as hook:
@@ -629,6 +640,56 @@ def read(
             writer.writerow(["text", *values])
             for k, text in enumerate(items):
                 writer.writerow([text, *(f"{probs[v][k]:.4f}" for v in values)])
+        out.print(f"probabilities: {out_file}")
+
+
+def _read_run(found: Any, run: Path, model: str | None, out_file: Path | None) -> None:
+    """`read --run DIR`: every generated answer, read as the reply to its own question."""
+    import csv
+
+    from .backends import load_white_box
+    from .progress import progress_bar
+    from .report import read_answers as load_answers
+    from .vectors import check_model, read_answers
+
+    records = load_answers(run)
+    backend = load_white_box(model or found.spec)
+    check_model(found, backend)
+    with progress_bar(err) as hook:
+        reading = read_answers(backend, found, records, progress=hook)
+    table = Table(
+        title=f"{len(records)} generated answers of {run}, read from {found.model}'s activations",
+        caption="P(upholds): mean over all answers; then over answers that chose the option "
+        "upholding / opposing the value",
+    )
+    for column in ("value", "P(upholds)", "chose upholding", "chose opposing", "difference"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+
+    def show(x: Any, n: Any = None) -> str:
+        return "-" if x is None else f"{x:+.2f}" if n is None else f"{x:.2f} ({n})"
+
+    for value, p in reading.probs.items():
+        a = reading.agreement[value]
+        table.add_row(
+            value,
+            f"{sum(p) / len(p):.2f}",
+            show(a["upholding_chosen"], a["n_upholding"]),
+            show(a["opposing_chosen"], a["n_opposing"]),
+            show(a["difference"]),
+        )
+    out.print(table)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        values = list(reading.probs)
+        with out_file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["item_id", "wording", "order", "sample", "option", "answer", *values])
+            for k, r in enumerate(records):
+                order = "-".join(map(str, r.get("order", [])))
+                option = "" if r.get("option") is None else r["option"]
+                writer.writerow([r.get("item_id"), r.get("wording"), order, r.get("sample"),
+                                 option, r["answer"],
+                                 *(f"{reading.probs[v][k]:.4f}" for v in values)])  # fmt: skip
         out.print(f"probabilities: {out_file}")
 
 

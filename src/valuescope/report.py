@@ -166,7 +166,67 @@ def write_results(result: AuditResult, out: Path) -> dict[str, Path]:
                     ]
                 )
     os.replace(tmp, paths["items"])
+    if any(o.answers for r in result.results + result.paraphrase_results for o in r.orders):
+        paths["answers"] = out / ANSWERS
+        _atomic_write(paths["answers"], _answers_jsonl(result))
     return paths
+
+
+ANSWERS = "answers.jsonl"
+
+
+def _answers_jsonl(result: AuditResult) -> str:
+    """One line per generated answer: the question as asked, the answer, the option it named."""
+    from .scoring import generate_prompt, map_answer, wording_of
+
+    by_id = {item.id: item for item in result.instrument.items}
+    lines = []
+    for r in result.results + result.paraphrase_results:
+        item = by_id[r.item_id]
+        words = wording_of(item, r.wording)
+        for order in r.orders:
+            chat = generate_prompt(item, r.wording, order.order, result.config.system)
+            shown = [words.options[i] for i in order.order]
+            for sample, answer in enumerate(order.answers):
+                slot = map_answer(answer, shown)
+                record = {
+                    "item_id": r.item_id,
+                    "wording": r.wording,
+                    "order": list(order.order),
+                    "sample": sample,
+                    "system": chat.system,
+                    "prompt": chat.user,
+                    "answer": answer,
+                    "option": None if slot is None else order.order[slot],
+                    "option_values": [list(o.values) for o in item.options],
+                }
+                lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+def read_answers(directory: Path) -> list[dict[str, Any]]:
+    """A run's generated answers (`answers.jsonl`), with a clear error when it has none."""
+    path = directory / ANSWERS if directory.is_dir() else directory
+    if not path.is_file():
+        raise UsageError(
+            f"{str(directory)!r} holds no generated answers ({ANSWERS}): only runs with "
+            "--method generate keep them; audit with --method generate --out DIR first"
+        )
+    records = []
+    # Not splitlines(): answers may hold U+2028 or U+0085, which JSON leaves unescaped.
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record.get("answer"), str) or not isinstance(
+                record.get("prompt"), str
+            ):
+                raise ValueError("no answer/prompt text")
+        except (ValueError, AttributeError) as exc:
+            raise UsageError(f"{path}:{number}: not an answer record ({exc})") from None
+        records.append(record)
+    return records
 
 
 def read_results(directory: Path) -> dict[str, Any]:

@@ -30,6 +30,8 @@ class OrderResult:
 
     order: tuple[int, ...]
     p: tuple[float, ...]
+    answers: tuple[str, ...] = ()
+    """The sampled answers behind `p` (the `generate` method only), kept for reading later."""
 
 
 Combine = Literal["mean", "geometric"]
@@ -236,10 +238,9 @@ class GenerateMethod:
         for index, item in enumerate(items):
             words = wording_of(item, wording)
             for order in presentation_orders(len(item.options)):
-                options = [words.options[i] for i in order]
-                prompts.append(Chat(choice_prompt(words.text, options), system))
+                prompts.append(generate_prompt(item, wording, order, system))
                 plan.append((index, order))
-                shown.append(options)
+                shown.append([words.options[i] for i in order])
         params = GenerationParams(
             max_new_tokens=24, temperature=self.temperature, n=self.samples, seed=self.seed
         )
@@ -254,7 +255,15 @@ class GenerateMethod:
             total = sum(counts)
             # Log-frequencies with add-half smoothing keep the softmax in _assemble exact.
             values.extend(math.log((c + 0.5) / (total + 0.5 * len(options))) for c in counts)
-        return _assemble(items, wording, plan, values)
+        return _assemble(items, wording, plan, values, answers=[tuple(a) for a in answers])
+
+
+def generate_prompt(
+    item: DilemmaItem, wording: WordingName, order: Sequence[int], system: str | None
+) -> Chat:
+    """The question `generate` asks: the item with its options labelled in `order`."""
+    words = wording_of(item, wording)
+    return Chat(choice_prompt(words.text, [words.options[i] for i in order]), system)
 
 
 def map_answer(answer: str, options: Sequence[str]) -> int | None:
@@ -276,18 +285,20 @@ def _assemble(
     plan: list[tuple[int, tuple[int, ...]]],
     slot_scores: list[float],
     combine: Combine = "mean",
+    answers: Sequence[tuple[str, ...]] | None = None,
 ) -> list[ItemResult]:
     """Turn per-slot scores (in plan order) into per-item, per-order probabilities."""
     per_item: dict[int, list[OrderResult]] = {}
     cursor = 0
-    for index, order in plan:
+    for step, (index, order) in enumerate(plan):
         scores = slot_scores[cursor : cursor + len(order)]
         cursor += len(order)
         by_slot = _softmax(scores)
         p = [0.0] * len(order)
         for slot, option in enumerate(order):
             p[option] = by_slot[slot]
-        per_item.setdefault(index, []).append(OrderResult(order, tuple(p)))
+        said = answers[step] if answers is not None else ()
+        per_item.setdefault(index, []).append(OrderResult(order, tuple(p), said))
     return [
         ItemResult(items[i].id, wording, tuple(per_item[i]), combine) for i in range(len(items))
     ]

@@ -372,13 +372,18 @@ def read_texts(
 ) -> dict[str, list[float]]:
     """P(upholds the value) per value for each text, read at each value's best layer.
 
-    Texts are read as the model's answer to `context` (default: the generic question the
-    contrastive pairs use), the same positions the vectors were fitted on.
+    Texts are read as the model's answer to `context` (one chat for all, or one per text;
+    default: the generic question the contrastive pairs use), at the same positions the
+    vectors were fitted on.
     """
     from .backends.base import Chat
     from .contrast import QUESTIONS
 
-    context = context if context is not None else Chat(QUESTIONS[0])
+    if context is None:
+        context = Chat(QUESTIONS[0])
+    contexts = list(context) if isinstance(context, (list, tuple)) else [context] * len(texts)
+    if len(contexts) != len(texts):
+        raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
     layers = sorted({vv.best_layer for vv in vectors.values.values()})
     label = "reading texts"
 
@@ -386,7 +391,7 @@ def read_texts(
         if progress:
             progress(label, n, len(texts))
 
-    requests = [LoglikelihoodRequest(context, text) for text in texts]
+    requests = [LoglikelihoodRequest(c, text) for c, text in zip(contexts, texts, strict=True)]
     acts = backend.answer_activations(requests, layers, report)
     out: dict[str, list[float]] = {}
     for value, vv in vectors.values.items():
@@ -405,3 +410,51 @@ def check_model(vectors: VectorSet, backend: WhiteBoxBackend) -> None:
             f"{vectors.num_layers} layers); model {backend.spec.raw!r} has hidden size "
             f"{backend.hidden_size} and {len(backend.residual)} layers"
         )
+
+
+@dataclass(frozen=True)
+class AnswerReading:
+    """A run's generated answers read by the vectors, and how the reading fits the choices.
+
+    `probs[value][k]` is P(answer k upholds value). `agreement[value]` compares answers that
+    chose the option upholding the value with answers that chose the opposing one, on items
+    where exactly one option upholds it: mean P for each group and their difference, which a
+    detector that reads the value should make positive.
+    """
+
+    records: list[dict[str, Any]]
+    probs: dict[str, list[float]]
+    agreement: dict[str, dict[str, float | int | None]]
+
+
+def read_answers(
+    backend: WhiteBoxBackend,
+    vectors: VectorSet,
+    records: Sequence[dict[str, Any]],
+    progress: ProgressHook | None = None,
+) -> AnswerReading:
+    """Read each generated answer as the reply to the question it answered."""
+    from .backends.base import Chat
+
+    contexts = [Chat(r["prompt"], r.get("system")) for r in records]
+    probs = read_texts(backend, vectors, [r["answer"] for r in records], contexts, progress)
+    agreement: dict[str, dict[str, float | int | None]] = {}
+    for value, p in probs.items():
+        chose_up: list[float] = []
+        chose_down: list[float] = []
+        for k, record in enumerate(records):
+            options = record.get("option_values") or []
+            upholding = [i for i, vals in enumerate(options) if value in vals]
+            if record.get("option") is None or len(upholding) != 1:
+                continue
+            (chose_up if record["option"] == upholding[0] else chose_down).append(p[k])
+        up = float(np.mean(chose_up)) if chose_up else None
+        down = float(np.mean(chose_down)) if chose_down else None
+        agreement[value] = {
+            "upholding_chosen": up,
+            "opposing_chosen": down,
+            "difference": up - down if up is not None and down is not None else None,
+            "n_upholding": len(chose_up),
+            "n_opposing": len(chose_down),
+        }
+    return AnswerReading(list(records), probs, agreement)
