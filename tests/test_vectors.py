@@ -250,6 +250,15 @@ def test_steering_errors_are_clear(vector_file: Path, tmp_path: Path) -> None:
         parse_steer(f"{vector_file}:power@99=1")
     with pytest.raises(UsageError, match="no vector file"):
         parse_steer(f"{tmp_path / 'missing.safetensors'}:power=1")
+    for args, flag in (
+        (["audit", "--steer", f"{vector_file}:power=1", "--steer-mode", "sideways"],
+         "--steer-mode"),
+        (["steer", "--target", "power=+0.2", "--vectors", str(vector_file), "--mode", "sideways"],
+         "--mode"),
+    ):  # fmt: skip
+        done = _cli(*args, "--out", str(tmp_path / "never"))
+        assert done.returncode == 2 and f"{flag} 'sideways': choose add" in done.stderr, done.stderr
+        assert not (tmp_path / "never").exists()
 
 
 # -- command line --------------------------------------------------------------------------

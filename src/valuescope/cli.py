@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -248,11 +248,11 @@ def audit(
         raise UsageError("--alpha applies to likert questionnaires (e.g. schwartz-portraits)")
     steering = None
     if steer is not None:
-        from .steering import parse_steer
+        from .steering import check_mode, parse_steer
 
         if set(kinds) != {"dilemma"}:
             raise UsageError("--steer applies to dilemma instruments in this version")
-        steering = parse_steer(steer, cast(Any, steer_mode))
+        steering = parse_steer(steer, check_mode(steer_mode, "--steer-mode"))
 
     def one(name: str, kind: str, where: Path) -> None:
         ready = converted.get(name)
@@ -732,9 +732,11 @@ def steer(
     from .errors import UsageError
     from .progress import progress_bar
     from .report import results_json, write_results
+    from .steering import check_mode
     from .vectors import VectorSet
 
     wanted = parse_target(target)
+    steer_mode = check_mode(mode, "--mode")
     if not 0 < fluency_budget < 10:
         raise UsageError(f"--fluency-budget {fluency_budget}: give a share, e.g. 0.10 for 10%")
     found = VectorSet.load(vectors_file)
@@ -745,7 +747,7 @@ def steer(
     with progress_bar(err) as hook:
         run = steer_to_target(
             backend, found, pairs, wanted, instrument, out_dir, str(vectors_file), method,
-            cast(Any, mode), fluency_budget, seed, limit, hook,
+            steer_mode, fluency_budget, seed, limit, hook,
         )  # fmt: skip
     write_results(run.plain, out_dir / "unsteered")
     paths = write_results(run.steered, out_dir)

@@ -38,6 +38,13 @@ MODES = ("add", "gated")
 NEUTRAL_CONTEXT = "Here is a short passage.\n\n"
 
 
+def check_mode(mode: str, flag: str) -> Mode:
+    """A steering mode from the command line, or a usage error that names the flag."""
+    if mode not in MODES:
+        raise UsageError(f"{flag} {mode!r}: choose add (coef x vector everywhere) or gated")
+    return mode  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Term:
     """One value's vector at one layer, with its coefficient."""
