@@ -16,7 +16,9 @@ what is done):
 - gated: gated against additive steering, calibrated the same way, for a few values;
 - speed: generation tokens/s, plain against steered (add and gated);
 - tradeoff: a coefficient sweep at the best layer: score shift on the instrument against the
-  vector's norm (linear fit) and perplexity increase against the norm (quadratic fit), R^2.
+  vector's norm (linear fit) and perplexity increase against the norm (quadratic fit), R^2;
+- layers: whether another layer, or several layers at once, buy more shift per fluency cost
+  (a screen of every layer, and the best layer alone against a band of five and all layers).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from valuescope.calibration import calibrate, measured_shifts
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.instrument import Instrument, load_instrument
-from valuescope.steering import Steering, Term, perplexity
+from valuescope.steering import Steering, Term, fluency_cost, perplexity, preference
 from valuescope.vectors import VectorSet, extract_vectors
 
 HERE = Path(__file__).parent
@@ -283,10 +285,59 @@ def part_tradeoff(backend: Any, vectors: VectorSet, values: list[str], results: 
         save(results)
 
 
+def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any]
+                ) -> None:  # fmt: skip
+    """Is the budget better spent at another layer, or spread over several?
+
+    screen: every layer at coefficient 0.5, the shift of the preference on valuescope's own
+    pairs and the fluency cost; frontier: the best layer alone, a band of five layers around it
+    and all inner layers, coefficients rising by sqrt(2) (a set of k layers starts at
+    1/8/sqrt(k) per layer) until the cost passes 15%; the shift reached within the 10% budget.
+    """
+    contrast = load_contrast("schwartz")
+    plain_ppl = perplexity(backend)
+    done = results.setdefault("layers", {})
+    for value in values:
+        if value in done:
+            continue
+        started = time.perf_counter()
+        pairs = contrast.of(value)
+        base = preference(backend, pairs)
+        best = vectors[value].best_layer
+        n = vectors.num_layers
+
+        def measure(layers: list[int], coef: float, value: str = value, pairs: Any = pairs,
+                    base: float = base) -> dict[str, float]:  # fmt: skip
+            steering = Steering(vectors, [Term(value, k, coef) for k in layers])
+            return {"coef": coef, "cost": fluency_cost(backend, steering, plain_ppl),
+                    "shift": preference(backend, pairs, steering) - base}  # fmt: skip
+
+        screen = {k: measure([k], 0.5) for k in range(n)}
+        frontier: dict[str, Any] = {}
+        sets = {"single": [best], "band5": [k for k in range(best - 2, best + 3) if 0 <= k < n],
+                "all inner": list(range(1, n - 1))}  # fmt: skip
+        for name, layers in sets.items():
+            coef = 0.125 / len(layers) ** 0.5
+            points = []
+            while True:
+                points.append(measure(layers, coef))
+                if points[-1]["cost"] > 0.15 or len(points) >= 12:
+                    break
+                coef *= 2**0.5
+            within = [p["shift"] for p in points if p["cost"] <= BUDGET]
+            frontier[name] = {"layers": layers, "points": points,
+                              "best_within_budget": max(within, default=0.0)}  # fmt: skip
+        done[value] = {"best_layer": best, "screen": screen, "frontier": frontier,
+                       "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        save(results)
+        print("layers", value, {k: round(v["best_within_budget"], 4) for k, v in frontier.items()},
+              flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
-    parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff"]
+    parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers"]
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", default="runs/steering-bench")
@@ -312,6 +363,8 @@ def main() -> None:
                       runs)  # fmt: skip
     if "repeng" in parts:
         part_repeng(backend, vectors, values, results, runs)
+    if "layers" in parts:
+        part_layers(backend, vectors, values[:2] if not args.values else values, results)
 
 
 if __name__ == "__main__":

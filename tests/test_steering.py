@@ -4,6 +4,7 @@ steering-vectors formats, on the tiny random Llama (real model, real files)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,11 +15,11 @@ import numpy as np
 import pytest
 from support.contrast import small_contrast
 
-from valuescope.calibration import START, calibrate, compose, parse_target
+from valuescope.calibration import MAX_STEPS, REFINE, START, calibrate, compose, parse_target
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
 from valuescope.errors import UsageError
-from valuescope.steering import Steering, Term, parse_steer
+from valuescope.steering import Steering, Term, fluency_cost, parse_steer
 from valuescope.vectors import VectorSet, extract_vectors
 
 MINI = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
@@ -151,15 +152,49 @@ def test_calibration_keeps_the_best_setting_within_the_budget(made: Any, tiny_ba
     assert ranked[0] == vectors["power"].best_layer  # calibration starts at the chosen layer
     assert sorted({p.layer for p in cal.points}) == sorted(ranked[:2])
     for layer in {p.layer for p in cal.points}:
-        coefs = [p.coef for p in cal.points if p.layer == layer]
-        assert coefs == [-START * 2**k for k in range(len(coefs))]  # doubling, negative side
-        over = [p for p in cal.points if p.layer == layer and p.fluency_cost > 0.02]
-        assert len(over) <= 1 and (not over or over[0].coef == coefs[-1])  # stops once over
+        at_layer = [p for p in cal.points if p.layer == layer]
+        coefs = [p.coef for p in at_layer]
+        doubled = [c for c in coefs if math.log2(-c / START).is_integer()]
+        assert doubled == [-START * 2**k for k in range(len(doubled))]  # doubling, negative side
+        first_over = next((k for k, p in enumerate(at_layer) if p.fluency_cost > 0.02), None)
+        if first_over is None:
+            assert coefs == doubled  # never over: no refinement
+            continue
+        assert coefs[: first_over + 1] == doubled  # doubling stops at the first over budget
+        refined = at_layer[first_over + 1 :]
+        assert len(refined) == (REFINE if first_over > 0 else 0)
+        low, high = -coefs[first_over - 1] if first_over else 0, -coefs[first_over]
+        for p in refined:  # each refinement is the geometric middle of the bracket so far
+            assert -p.coef == pytest.approx((low * high) ** 0.5)
+            low, high = (low, -p.coef) if p.fluency_cost > 0.02 else (-p.coef, high)
     feasible = [p for p in cal.points if p.fluency_cost <= 0.02]
     assert cal.shift == min(p.shift for p in feasible) and cal.fluency_cost <= 0.02
     at = [p for p in feasible if p.layer == cal.layer]
     c, s = np.array([p.coef for p in at]), np.array([p.shift for p in at])
     assert cal.sensitivity == pytest.approx(float(c @ s / (c @ c)))
+
+
+def test_calibration_narrows_the_coefficient_between_within_and_over_budget(
+    made: Any, tiny_backend: Any
+) -> None:
+    vectors, _, contrast = made
+    layer = vectors["power"].best_layer
+    costs = [fluency_cost(tiny_backend, Steering(vectors, [Term("power", layer, START * 2**k)]))
+             for k in range(MAX_STEPS)]  # fmt: skip
+    # A budget between two doubling steps, with every earlier step under it.
+    k = next(k for k in range(1, MAX_STEPS) if costs[k] > max(costs[:k]) + 1e-4)
+    budget = (max(costs[:k]) + costs[k]) / 2
+    cal = calibrate(tiny_backend, vectors, contrast, "power", budget=budget, layers=[layer])
+    coefs = [p.coef for p in cal.points]
+    assert coefs[: k + 1] == [START * 2**j for j in range(k + 1)]
+    refined = cal.points[k + 1 :]
+    assert len(refined) == REFINE
+    low, high = coefs[k - 1], coefs[k]
+    for p in refined:  # each is the geometric middle of what is still in doubt
+        assert p.coef == pytest.approx((low * high) ** 0.5) and low < p.coef < high
+        low, high = (low, p.coef) if p.fluency_cost > budget else (p.coef, high)
+    assert cal.fluency_cost <= budget
+    assert cal.shift == max(p.shift for p in cal.points if p.fluency_cost <= budget)
 
 
 def test_composition_solves_within_bounds(made: Any, tiny_backend: Any) -> None:

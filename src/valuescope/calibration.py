@@ -2,10 +2,12 @@
 
 Calibration sweeps the coefficient of one value's vector at its best layers (by held-out probe
 accuracy), doubling it until the fluency cost (relative perplexity increase on neutral text)
-passes the budget, and measures at every step the shift of the model's preference for the
-upholding answers of that value's contrastive pairs (valuescope's own data, never an audit
-instrument). The chosen setting is the largest shift within the budget, and the shift per unit
-of coefficient at that layer is the value's sensitivity. Coefficients start at 1/8 of the class
+passes the budget, then bisects (geometrically, twice) between the last coefficient within the
+budget and the first past it, so the budget is used to within a factor 2^(1/4) of the
+coefficient. At every step it measures the shift of the model's preference for the upholding
+answers of that value's contrastive pairs (valuescope's own data, never an audit instrument).
+The chosen setting is the largest shift within the budget, and the shift per unit of
+coefficient at that layer is the value's sensitivity. Coefficients start at 1/8 of the class
 gap (one whole gap is often past a 10% perplexity budget) and double up to 16.
 
 Composition turns a target profile (score changes per value) into coefficients: with the
@@ -39,6 +41,7 @@ ProgressHook = Callable[[str, int, int], None]
 DEFAULT_BUDGET = 0.10
 START = 0.125
 MAX_STEPS = 8
+REFINE = 2
 
 
 @dataclass(frozen=True)
@@ -119,22 +122,37 @@ def calibrate(
     sign = 1.0 if direction >= 0 else -1.0
     points: list[SweepPoint] = []
     label = f"calibrating {value}"
-    total = len(layers) * MAX_STEPS
+    total = len(layers) * (MAX_STEPS + REFINE)
     if progress:
         progress(label, 0, total)
+
+    def measure(layer: int, coef: float) -> SweepPoint:
+        steering = Steering(vectors, [Term(value, layer, sign * coef)], mode)
+        cost = fluency_cost(backend, steering, plain_ppl)
+        shift = preference(backend, pairs, steering) - base
+        norm = abs(coef) * vv.layers[layer].gap
+        points.append(SweepPoint(value, layer, sign * coef, norm, shift, cost))
+        if progress:
+            progress(label, 1, total)
+        return points[-1]
+
     for layer in layers:
-        coef = START
+        coef, within, over = START, 0.0, 0.0
         for _ in range(MAX_STEPS):
-            steering = Steering(vectors, [Term(value, layer, sign * coef)], mode)
-            cost = fluency_cost(backend, steering, plain_ppl)
-            shift = preference(backend, pairs, steering) - base
-            norm = abs(coef) * vv.layers[layer].gap
-            points.append(SweepPoint(value, layer, sign * coef, norm, shift, cost))
-            if progress:
-                progress(label, 1, total)
-            if cost > budget:
+            if measure(layer, coef).fluency_cost > budget:
+                over = coef
                 break
+            within = coef
             coef *= 2
+        if within and over:  # the budget lies between them: narrow it down
+            for _ in range(REFINE):
+                middle = (within * over) ** 0.5
+                if measure(layer, middle).fluency_cost > budget:
+                    over = middle
+                else:
+                    within = middle
+        if progress:  # a layer that stopped early skips its unused steps
+            progress(label, MAX_STEPS + REFINE - sum(p.layer == layer for p in points), total)
     feasible = [p for p in points if p.fluency_cost <= budget]
     if not feasible:
         raise UsageError(
