@@ -297,12 +297,13 @@ def test_faults_lose_nothing_and_count_nothing_twice(
     assert set(faults) == set(SCHEDULE)
     stats = backend.stats
     expected = LIMIT * 2 * 2 + PROBES
-    assert stats.sent == expected == faults["ok"]
-    assert stats.retries == sum(n for f, n in faults.items() if f != "ok")
-    assert (
-        stats.retry_causes["429"] == faults["429"]
-        and stats.retry_causes["timeout"] == faults["delay"]
-    )
+    # On a loaded machine an answered request can still outlast the client's 5 s timeout: the
+    # client retries it (a timeout the proxy did not cause) and the proxy sees one more "ok".
+    slow = stats.retry_causes["timeout"] - faults["delay"]
+    assert slow >= 0
+    assert stats.sent == expected and faults["ok"] == expected + slow
+    assert stats.retries == sum(n for f, n in faults.items() if f != "ok") + slow
+    assert stats.retry_causes["429"] == faults["429"]
     assert len(result.results) == LIMIT
     assert _without_timing(tmp_path / "results.json") == _without_timing(clean_run)
     assert results_json(result)["timing"]["requests"]["retries"] == stats.retries
