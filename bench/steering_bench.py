@@ -37,7 +37,7 @@ import numpy as np
 from valuescope import load_backend
 from valuescope.audit import AuditConfig, run_audit
 from valuescope.backends.base import Chat, GenerationParams
-from valuescope.calibration import calibrate, measured_shifts
+from valuescope.calibration import REFINE, calibrate, measured_shifts
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.instrument import Instrument, load_instrument
@@ -50,6 +50,16 @@ REPENG_VENV = HERE / ".venv-repeng"
 REPENG_PIN = "repeng==0.4.0"
 METHOD = "likelihood-first-person"
 BUDGET = 0.10
+
+
+# Bisections after the doubling in calibration; `--refine 0` reproduces the first figures
+# (doubling alone), kept under "success_doubling".
+REFINE_STEPS = REFINE
+CALIBRATION = "doubling+bisection"
+
+
+def success_key() -> str:
+    return "success" if REFINE_STEPS else "success_doubling"
 
 
 def load_results() -> dict[str, Any]:
@@ -118,7 +128,7 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
             continue
         started = time.perf_counter()
         cal = calibrate(backend, vectors, contrast, value, 1.0, BUDGET, mode=mode,
-                        baseline_ppl=plain_ppl)  # fmt: skip
+                        baseline_ppl=plain_ppl, refine=REFINE_STEPS)  # fmt: skip
         steering = Steering(vectors, [Term(value, cal.layer, cal.coef)], mode)
         shift = instrument_shift(backend, instrument, value, steering, runs)
         done[value] = {"layer": cal.layer, "coef": cal.coef, "fluency_cost": cal.fluency_cost,
@@ -165,14 +175,16 @@ def part_repeng(backend: Any, ours: VectorSet, values: list[str], results: dict[
             train_seconds = float("nan")
         theirs = import_directions(load_directions(gguf), value, backend, contrast, str(gguf))
         cal = calibrate(backend, theirs, contrast, value, 1.0, BUDGET, layers=[layer],
-                        baseline_ppl=plain_ppl)  # fmt: skip
+                        baseline_ppl=plain_ppl, refine=REFINE_STEPS)  # fmt: skip
         steering = Steering(theirs, [Term(value, layer, cal.coef)])
         shift = instrument_shift(backend, instrument, value, steering, runs / "repeng")
         done[value] = {"layer": layer, "coef": cal.coef, "fluency_cost": cal.fluency_cost,
                        "calibration_shift": cal.shift, "instrument": shift,
                        "accuracy": theirs[value].layers[layer].probe_accuracy,
                        "train_seconds": round(train_seconds, 1)}  # fmt: skip
-        ours_shift = results.get("success", {}).get(value, {}).get("instrument", {}).get("shift")
+        done[value]["calibration"] = CALIBRATION
+        ours_shift = (results.get(success_key(), {}).get(value, {}).get("instrument", {})
+                      .get("shift"))  # fmt: skip
         if ours_shift is not None and shift["shift"]:
             done[value]["ours_over_repeng"] = ours_shift / shift["shift"]
         save(results)
@@ -341,7 +353,12 @@ def main() -> None:
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", default="runs/steering-bench")
+    parser.add_argument("--refine", type=int, default=REFINE,
+                        help="bisections after the doubling (0: doubling alone)")  # fmt: skip
     args = parser.parse_args()
+    global REFINE_STEPS, CALIBRATION
+    REFINE_STEPS = args.refine
+    CALIBRATION = "doubling+bisection" if args.refine else "doubling"
     parts = args.part or ["vectors", "success", "speed", "gated", "tradeoff", "repeng"]
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
@@ -352,7 +369,7 @@ def main() -> None:
     vectors = part_vectors(backend, results, runs / "vectors.safetensors")
     values = args.values.split(",") if args.values else list(vectors.values)
     if "success" in parts:
-        part_success(backend, vectors, values, results, "success", runs / "success")
+        part_success(backend, vectors, values, results, success_key(), runs / "success")
     if "speed" in parts:
         part_speed(backend, vectors, results)
     if "gated" in parts:

@@ -105,8 +105,11 @@ def calibrate(
     mode: Mode = "add",
     baseline_ppl: float | None = None,
     progress: ProgressHook | None = None,
+    refine: int = REFINE,
 ) -> Calibration:
-    """Sweep coefficients (sign of `direction`) at the best layers; keep the best within budget."""
+    """Sweep coefficients (sign of `direction`) at the best layers; keep the best within budget.
+
+    `refine` is the number of bisections after the doubling (0 reproduces doubling alone)."""
     vv = vectors[value]
     pairs = contrast.of(value)
     if not pairs:
@@ -122,7 +125,7 @@ def calibrate(
     sign = 1.0 if direction >= 0 else -1.0
     points: list[SweepPoint] = []
     label = f"calibrating {value}"
-    total = len(layers) * (MAX_STEPS + REFINE)
+    total = len(layers) * (MAX_STEPS + refine)
     if progress:
         progress(label, 0, total)
 
@@ -145,14 +148,14 @@ def calibrate(
             within = coef
             coef *= 2
         if within and over:  # the budget lies between them: narrow it down
-            for _ in range(REFINE):
+            for _ in range(refine):
                 middle = (within * over) ** 0.5
                 if measure(layer, middle).fluency_cost > budget:
                     over = middle
                 else:
                     within = middle
         if progress:  # a layer that stopped early skips its unused steps
-            progress(label, MAX_STEPS + REFINE - sum(p.layer == layer for p in points), total)
+            progress(label, MAX_STEPS + refine - sum(p.layer == layer for p in points), total)
     feasible = [p for p in points if p.fluency_cost <= budget]
     if not feasible:
         raise UsageError(
