@@ -318,13 +318,13 @@ def test_generate_runs_keep_their_answers_and_reload_them(
     tiny_backend: Any, tmp_path: Path
 ) -> None:
     from valuescope.audit import AuditConfig, run_audit
-    from valuescope.report import read_answers, write_results
+    from valuescope.report import load_answers, write_results
 
     mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
     config = AuditConfig(model="hf:tiny", instrument=mini, method="generate", paraphrase=False)
     result = run_audit(config, backend=tiny_backend, out=tmp_path / "run")
     write_results(result, tmp_path / "run")
-    records = read_answers(tmp_path / "run")
+    records = load_answers(tmp_path / "run")
     samples = 8  # GenerateMethod's default
     assert len(records) == sum(len(r.orders) for r in result.results) * samples
     # The saved answers are the ones the probabilities came from: recount them.
@@ -341,7 +341,7 @@ def test_generate_runs_keep_their_answers_and_reload_them(
     # Resuming from the checkpoint keeps them too.
     again = run_audit(config, backend=tiny_backend, out=tmp_path / "run")
     write_results(again, tmp_path / "again")
-    assert read_answers(tmp_path / "again") == records
+    assert load_answers(tmp_path / "again") == records
 
 
 def test_answers_are_read_in_their_own_context_and_set_against_the_choice(

@@ -649,7 +649,7 @@ def _read_run(found: Any, run: Path, model: str | None, out_file: Path | None) -
 
     from .backends import load_white_box
     from .progress import progress_bar
-    from .report import read_answers as load_answers
+    from .report import load_answers
     from .vectors import check_model, read_answers
 
     records = load_answers(run)

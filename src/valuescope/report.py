@@ -204,7 +204,7 @@ def _answers_jsonl(result: AuditResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_answers(directory: Path) -> list[dict[str, Any]]:
+def load_answers(directory: Path) -> list[dict[str, Any]]:
     """A run's generated answers (`answers.jsonl`), with a clear error when it has none."""
     path = directory / ANSWERS if directory.is_dir() else directory
     if not path.is_file():
