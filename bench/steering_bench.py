@@ -17,6 +17,8 @@ what is done):
 - speed: generation tokens/s, plain against steered (add and gated);
 - tradeoff: a coefficient sweep at the best layer: score shift on the instrument against the
   vector's norm (linear fit) and perplexity increase against the norm (quadratic fit), R^2;
+- optimized: directions trained to move the preference (`vectors --method optimized`),
+  calibrated at the trained layer, against mean-diff's shift;
 - layers: whether another layer, or several layers at once, buy more shift per fluency cost
   (a screen of every layer, and the best layer alone against a band of five and all layers).
 """
@@ -118,7 +120,8 @@ def part_vectors(backend: Any, results: dict[str, Any], vec_path: Path) -> Vecto
 
 
 def part_success(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any],
-                 key: str, runs: Path, mode: str = "add") -> None:  # fmt: skip
+                 key: str, runs: Path, mode: str = "add",
+                 best_only: bool = False) -> None:  # fmt: skip
     contrast = load_contrast("schwartz")
     instrument = load_instrument("schwartz-dilemmas")
     plain_ppl = perplexity(backend)
@@ -127,7 +130,8 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
         if value in done:
             continue
         started = time.perf_counter()
-        cal = calibrate(backend, vectors, contrast, value, 1.0, BUDGET, mode=mode,
+        layers = [vectors[value].best_layer] if best_only else None
+        cal = calibrate(backend, vectors, contrast, value, 1.0, BUDGET, layers=layers, mode=mode,
                         baseline_ppl=plain_ppl, refine=REFINE_STEPS)  # fmt: skip
         steering = Steering(vectors, [Term(value, cal.layer, cal.coef)], mode)
         shift = instrument_shift(backend, instrument, value, steering, runs)
@@ -136,6 +140,38 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
                        "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         save(results)
         print(value, json.dumps(done[value]), flush=True)
+
+
+def part_optimized(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
+    """Trained directions (`--method optimized`): extraction time, then the success measurement
+    calibrated at the trained layer only, against mean-diff's shift from `success`."""
+    path = runs / "vectors-optimized.safetensors"
+    if "vectors_optimized" in results and path.exists():
+        vectors = VectorSet.load(path)
+    else:
+        vectors = extract_vectors(backend, load_contrast("schwartz"), "optimized")
+        vectors.save(path)
+        results["vectors_optimized"] = {
+            "seconds": round(vectors.seconds, 1),
+            "training": vectors.extra["training"],
+            "values": {
+                v: {
+                    "layer": vv.best_layer,
+                    "accuracy": vv.best.accuracy,
+                    **vectors.extra["optimized"][v],
+                }
+                for v, vv in vectors.values.items()
+            },
+        }
+        save(results)
+    part_success(backend, vectors, values, results, "success_optimized", runs / "optimized",
+                 best_only=True)  # fmt: skip
+    for value in values:
+        ours = results["success_optimized"][value]
+        before = results.get("success", {}).get(value)
+        if before:
+            ours["mean_diff_shift"] = before["instrument"]["shift"]
+    save(results)
 
 
 def repeng_python() -> Path:
@@ -349,7 +385,7 @@ def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
-    parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers"]
+    parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized"]
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", default="runs/steering-bench")
@@ -380,6 +416,8 @@ def main() -> None:
                       runs)  # fmt: skip
     if "repeng" in parts:
         part_repeng(backend, vectors, values, results, runs)
+    if "optimized" in parts:
+        part_optimized(backend, values, results, runs)
     if "layers" in parts:
         part_layers(backend, vectors, values[:2] if not args.values else values, results)
 

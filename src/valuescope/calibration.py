@@ -40,7 +40,8 @@ from .vectors import VectorSet, check_model
 ProgressHook = Callable[[str, int, int], None]
 DEFAULT_BUDGET = 0.10
 START = 0.125
-MAX_STEPS = 8
+MAX_STEPS = 12
+"""Doublings from START: up to 256 class gaps (a trained direction can have a small class gap)."""
 REFINE = 2
 
 

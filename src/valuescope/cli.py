@@ -535,8 +535,15 @@ def vectors(
         typer.Option(help="Contrastive pairs: a YAML file (default: the taxonomy's built-in set)."),
     ] = None,
     method: Annotated[
-        str, typer.Option(help="Direction saved for steering: mean-diff, pca or logistic.")
+        str,
+        typer.Option(
+            help="Direction saved for steering: mean-diff, pca, logistic, or optimized (trained "
+            "at each value's best layer to move the model's preference; slower)."
+        ),
     ] = "mean-diff",
+    train_steps: Annotated[
+        int, typer.Option(help="With --method optimized: passes over each value's pairs.")
+    ] = 4,
     held_out: Annotated[
         float, typer.Option(help="Share of each value's pairs kept out to score the probes.")
     ] = 0.3,
@@ -548,28 +555,31 @@ def vectors(
     """Extract value vectors per value and layer; report held-out probe accuracy; save them."""
     from .backends import load_white_box
     from .contrast import load_contrast
+    from .optimize import Training
     from .progress import progress_bar
     from .vectors import extract_vectors
 
+    training = Training(steps=train_steps)
     pairs = load_contrast(contrast or taxonomy)
     backend = load_white_box(model)
     with progress_bar(err) as hook:
-        found = extract_vectors(backend, pairs, method, held_out, seed, progress=hook)
+        found = extract_vectors(
+            backend, pairs, method, held_out, seed, progress=hook, training=training
+        )
     found.save(out_file)
     table = Table(
         title=f"Value vectors of {found.model} ({pairs.name}, {method})",
         caption="held-out accuracy of telling an upholding answer from an opposing one",
     )
-    for column in ("value", "best layer", "logistic", "mean-diff", "pca", "pairs fit/held"):
+    scored = ["logistic", "mean-diff", "pca"] + (["optimized"] if method == "optimized" else [])
+    for column in ("value", "best layer", *scored, "pairs fit/held"):
         table.add_column(column, justify="left" if column == "value" else "right")
     for value, vv in found.values.items():
-        acc = vv.best.accuracy
-        table.add_row(  # the file was just extracted here: all three methods are scored
+        acc = vv.best.accuracy  # the file was just extracted here: every method is scored
+        table.add_row(
             value,
             str(vv.best_layer),
-            f"{acc['logistic']:.2f}",
-            f"{acc['mean-diff']:.2f}",
-            f"{acc['pca']:.2f}",
+            *(f"{acc[name]:.2f}" for name in scored),
             f"{vv.n_train}/{vv.n_held_out}",
         )
     out.print(table)

@@ -172,6 +172,10 @@ class SteeredBackend:
         with self.steering.apply(self.prior):
             return self.prior.answer_activations(requests, layers, progress)
 
+    def forward_scores(self, requests: Any) -> Any:
+        with self.steering.apply(self.prior):
+            return self.prior.forward_scores(requests)
+
 
 def parse_steer(text: str, mode: Mode = "add") -> Steering:
     """`FILE:value=coef[,value@layer=coef...]` -> Steering (layer defaults to the value's best)."""

@@ -33,8 +33,9 @@ from scipy.optimize import minimize
 from .backends.base import LoglikelihoodRequest, WhiteBoxBackend
 from .contrast import ContrastSet
 from .errors import UsageError
+from .optimize import Training, train_direction
 
-METHODS = ("mean-diff", "pca", "logistic")
+METHODS = ("mean-diff", "pca", "logistic", "optimized")
 FORMAT = "valuescope.vectors/1"
 POSITIONS = "mean over the stance's tokens (chat answer: situation, then stance)"
 ProgressHook = Callable[[str, int, int], None]
@@ -293,8 +294,12 @@ def extract_vectors(
     seed: int = 0,
     layers: Sequence[int] | None = None,
     progress: ProgressHook | None = None,
+    training: Training | None = None,
 ) -> VectorSet:
-    """Value vectors of every value in `contrast`, at every layer (or `layers`)."""
+    """Value vectors of every value in `contrast`, at every layer (or `layers`).
+
+    `method="optimized"` saves mean-diff vectors at every layer but the value's best one,
+    where the mean-diff direction is the start of a trained one (optimize.py; `training`)."""
     if method not in METHODS:
         raise UsageError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if not 0 < held_out < 1:
@@ -313,6 +318,11 @@ def extract_vectors(
     acts = backend.answer_activations(requests, chosen, report)
     index = {pair.id: k for k, pair in enumerate(contrast.pairs)}
     values: dict[str, ValueVectors] = {}
+    extra: dict[str, Any] = {}
+    if method == "optimized":
+        t = training or Training()
+        extra["training"] = {"steps": t.steps, "kl_weight": t.kl_weight, "lr": t.lr,
+                             "beta": t.beta, "radius": t.radius}  # fmt: skip
     for value in contrast.values:
         train, test = contrast.split(value, held_out, seed)
         rows_tr = [index[p.id] for p in train]
@@ -328,7 +338,7 @@ def extract_vectors(
                 accuracy[name] = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)[0]
             probe = found["logistic"]
             separation = separation_of(te_pos @ probe, te_neg @ probe)
-            unit = found[method]
+            unit = found["mean-diff" if method == "optimized" else method]
             _, midpoint = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)
             gap = float((tr_pos @ unit).mean() - (tr_neg @ unit).mean())
             scores = np.concatenate([te_pos @ unit, te_neg @ unit]) - midpoint
@@ -342,6 +352,23 @@ def extract_vectors(
         best = max(
             chosen, key=lambda k: (layer_vectors[k].probe_accuracy, layer_vectors[k].separation, -k)
         )
+        if method == "optimized":
+            trained = train_direction(
+                backend, train, best, layer_vectors[best].unit,
+                (training or Training()).radius * layer_vectors[best].gap,
+                training or Training(), progress, f"training {value} @ layer {best}",
+            )  # fmt: skip
+            a = acts[best].double().numpy()
+            layer_vectors[best] = _layer_vector(
+                trained.unit, a[0::2][rows_tr], a[1::2][rows_tr], a[0::2][rows_te],
+                a[1::2][rows_te], layer_vectors[best],
+            )  # fmt: skip
+            extra.setdefault("optimized", {})[value] = {
+                "layer": best,
+                "preference_loss": [round(x, 5) for x in trained.preference_loss],
+                "kl": [round(x, 5) for x in trained.kl],
+                "cosine_to_mean_diff": round(trained.cosine_to_start, 4),
+            }
         values[value] = ValueVectors(value, layer_vectors, best, len(train), len(test))
     return VectorSet(
         model=backend.name,
@@ -359,6 +386,33 @@ def extract_vectors(
         },
         values=values,
         seconds=time.perf_counter() - started,
+        extra=extra,
+    )
+
+
+def _layer_vector(
+    unit: np.ndarray,
+    tr_pos: np.ndarray,
+    tr_neg: np.ndarray,
+    te_pos: np.ndarray,
+    te_neg: np.ndarray,
+    before: LayerVector,
+) -> LayerVector:
+    """A trained unit direction as a stored vector, in class-gap units, scored on the held-out
+    pairs and calibrated for reading like the others. Its orientation is the one that steers
+    toward upholding (what it was trained for), even in the unlikely case that upholding
+    answers project lower on it; held-out accuracy below 0.5 then says so."""
+    gap = abs(float((tr_pos @ unit).mean() - (tr_neg @ unit).mean()))
+    accuracy, midpoint = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)
+    scores = np.concatenate([te_pos @ unit, te_neg @ unit]) - midpoint
+    y = np.concatenate([np.ones(len(te_pos)), np.zeros(len(te_neg))])
+    a, b = fit_calibration(scores / max(gap, 1e-12), y)
+    return LayerVector(
+        unit * gap,
+        {**before.accuracy, "optimized": accuracy},
+        midpoint,
+        (a / max(gap, 1e-12), b),
+        before.separation,
     )
 
 

@@ -117,3 +117,10 @@ class WhiteBoxBackend(Backend, Protocol):
     ) -> dict[int, torch.Tensor]:
         """Per request and layer, the residual stream averaged over the continuation's tokens."""
         ...
+
+    def forward_scores(
+        self, requests: Sequence[LoglikelihoodRequest]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Differentiable per-request mean continuation log-probability, and the next-token
+        log-distributions over each context (for training directions; see optimize.py)."""
+        ...

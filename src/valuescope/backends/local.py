@@ -228,6 +228,40 @@ class LocalBackend:
             results.append(Loglikelihood(sum(token_lps), token_lps, greedy))
         return results
 
+    # -- training ---------------------------------------------------------------------------
+
+    def forward_scores(
+        self, requests: Sequence[LoglikelihoodRequest]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Differentiable scores, for training residual-stream edits (the weights stay fixed).
+
+        Returns, per request, the mean log-probability of the continuation's tokens (a tensor
+        of shape (n,)) and the log-softmax next-token distributions over the context's
+        positions ((context tokens - 1, vocab) each). Gradients flow into whatever the
+        residual-stream hooks add; the caller chooses what to differentiate (`backward(inputs=)`).
+        """
+        encoded = [self._encode_pair(self.render(r.context), r.continuation) for r in requests]
+        whole = [e.context + e.continuation for e in encoded]
+        width = max(len(s) for s in whole)
+        ids = torch.full((len(whole), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(whole), width), dtype=torch.long)
+        for row, seq in enumerate(whole):  # right-padded: padding never precedes a real token
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        device = self.model.device
+        logits = self.model(
+            input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+        ).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        means, contexts = [], []
+        for row, enc in enumerate(encoded):
+            start, n = len(enc.context), len(enc.continuation)
+            targets = ids[row, start : start + n].to(device)
+            steps = logprobs[row, start - 1 : start - 1 + n]
+            means.append(steps.gather(-1, targets[:, None]).mean())
+            contexts.append(logprobs[row, : start - 1])
+        return torch.stack(means), contexts
+
     # -- activations ------------------------------------------------------------------------
 
     @torch.inference_mode()

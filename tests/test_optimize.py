@@ -1,0 +1,125 @@
+"""Optimised value vectors: the differentiable scores agree with the scorer, training moves the
+preference it is trained on, and `--method optimized` writes a file the rest of valuescope reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from support.contrast import small_contrast
+
+from valuescope.backends.base import Chat, LoglikelihoodRequest
+from valuescope.contrast import load_contrast
+from valuescope.errors import UsageError
+from valuescope.optimize import Training, train_direction
+from valuescope.steering import preference
+from valuescope.vectors import VectorSet, extract_vectors
+
+
+def test_forward_scores_agree_with_the_log_likelihood_scorer(tiny_backend: Any) -> None:
+    requests = [
+        LoglikelihoodRequest(Chat("What did you do?", answer_prefix="I was at the park."), " Ran."),
+        LoglikelihoodRequest(Chat("What did you do?"), " I helped my neighbour carry boxes."),
+        LoglikelihoodRequest(Chat("Why?"), " Because."),
+    ]
+    with torch.no_grad():
+        means, contexts = tiny_backend.forward_scores(requests)
+    expected = [r.logprob / r.n_tokens for r in tiny_backend.loglikelihood(requests)]
+    assert means.tolist() == pytest.approx(expected, abs=1e-4)  # right padding changes nothing
+    for request, dists in zip(requests, contexts, strict=True):
+        n_ctx = len(tiny_backend._encode(tiny_backend.render(request.context).rstrip(" ")))
+        assert dists.shape == (n_ctx - 1, tiny_backend.model.config.vocab_size)
+        assert torch.allclose(dists.exp().sum(-1), torch.ones(n_ctx - 1), atol=1e-4)
+
+
+def _preference_with(backend: Any, pairs: list[Any], layer: int, vector: np.ndarray) -> float:
+    with backend.residual.add({layer: torch.tensor(vector, dtype=torch.float32)}):
+        return preference(backend, pairs)
+
+
+def test_training_raises_the_preference_it_is_trained_on(tiny_backend: Any, tmp_path: Path) -> None:
+    contrast = load_contrast(small_contrast(tmp_path))
+    found = extract_vectors(tiny_backend, contrast, held_out=0.25, seed=0)
+    pairs, _ = contrast.split("power", 0.25, seed=0)
+    layer, start = 1, found["power"].layers[1]
+    radius = 2 * start.gap
+    trained = train_direction(tiny_backend, pairs, layer, start.unit, radius,
+                              Training(steps=6, kl_weight=0.0, lr=0.1))  # fmt: skip
+    assert np.linalg.norm(trained.unit) == pytest.approx(1.0)
+    assert trained.cosine_to_start < 0.999  # the gradient reached the direction
+    assert trained.preference_loss[-1] < trained.preference_loss[0]
+    before = _preference_with(tiny_backend, pairs, layer, radius * start.unit)
+    after = _preference_with(tiny_backend, pairs, layer, radius * trained.unit)
+    assert after > before
+    # the negative direction pushes the other way (the loss is bidirectional)
+    assert _preference_with(tiny_backend, pairs, layer, -radius * trained.unit) < after
+
+
+def test_kl_weight_keeps_the_shared_context_closer_to_the_plain_model(
+    tiny_backend: Any, tmp_path: Path
+) -> None:
+    contrast = load_contrast(small_contrast(tmp_path))
+    pairs = contrast.of("benevolence")
+    start = np.ones(tiny_backend.hidden_size)
+    free = train_direction(tiny_backend, pairs, 0, start, 8.0, Training(steps=4, kl_weight=0.0))
+    held = train_direction(tiny_backend, pairs, 0, start, 8.0, Training(steps=4, kl_weight=50.0))
+    assert held.kl[-1] < free.kl[-1]
+
+
+def test_optimized_vectors_train_the_best_layer_and_keep_mean_diff_elsewhere(
+    tiny_backend: Any, tmp_path: Path
+) -> None:
+    contrast = load_contrast(small_contrast(tmp_path))
+    plain = extract_vectors(tiny_backend, contrast, "mean-diff", seed=2)
+    found = extract_vectors(tiny_backend, contrast, "optimized", seed=2,
+                            training=Training(steps=2))  # fmt: skip
+    back = VectorSet.load(found.save(tmp_path / "o.safetensors"))
+    assert back.method == "optimized"
+    assert back.extra["training"]["steps"] == 2
+    for value in ("benevolence", "power"):
+        best = back[value].best_layer
+        assert best == plain[value].best_layer
+        record = back.extra["optimized"][value]
+        assert record["layer"] == best and len(record["preference_loss"]) == 2
+        trained = back[value].layers[best]
+        assert 0.0 <= trained.accuracy["optimized"] <= 1.0
+        assert not np.allclose(trained.vector, plain[value].layers[best].vector, atol=1e-4)
+        for layer, lv in back[value].layers.items():
+            if layer != best:
+                assert np.allclose(lv.vector, plain[value].layers[layer].vector, atol=1e-5)
+
+
+def test_training_settings_are_checked() -> None:
+    with pytest.raises(UsageError, match="--train-steps 0"):
+        Training(steps=0)
+    with pytest.raises(UsageError, match="radius"):
+        Training(radius=0)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "valuescope.cli", *args], capture_output=True,
+                          text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+
+
+def test_optimized_vectors_from_the_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = f"hf:{tiny_model_dir}"
+    vec = tmp_path / "v.safetensors"
+    contrast = str(small_contrast(tmp_path))
+    done = _cli("vectors", "-m", model, "--contrast", contrast, "--method", "optimized",
+                "--train-steps", "1", "--out", str(vec))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "optimized" in done.stdout and "power" in done.stdout
+    meta = VectorSet.load(vec)
+    assert meta.method == "optimized" and set(meta.extra["optimized"]) == {"benevolence", "power"}
+    bad = _cli("vectors", "-m", model, "--contrast", contrast, "--method", "optimized",
+               "--train-steps", "0", "--out", str(tmp_path / "x.safetensors"))  # fmt: skip
+    assert bad.returncode == 2 and "--train-steps 0" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert json.loads(json.dumps(meta.extra))  # the training record is plain JSON
