@@ -16,6 +16,7 @@ import torch
 from support.contrast import small_contrast
 
 from valuescope.backends.base import Chat, LoglikelihoodRequest
+from valuescope.calibration import calibrate, default_layers
 from valuescope.contrast import load_contrast
 from valuescope.errors import UsageError
 from valuescope.optimize import Training, train_direction
@@ -94,6 +95,11 @@ def test_optimized_vectors_train_the_best_layer_and_keep_mean_diff_elsewhere(
         for layer, lv in back[value].layers.items():
             if layer != best:
                 assert np.allclose(lv.vector, plain[value].layers[layer].vector, atol=1e-5)
+        # steering sweeps the trained layer only; a plain file sweeps its two best layers
+        assert default_layers(back, value) == [best]
+        assert default_layers(plain, value)[0] == best and len(default_layers(plain, value)) == 2
+    cal = calibrate(tiny_backend, back, contrast, "power", budget=0.05)
+    assert {p.layer for p in cal.points} == {back["power"].best_layer}
 
 
 def test_training_settings_are_checked() -> None:

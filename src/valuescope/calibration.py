@@ -1,14 +1,16 @@
 """Calibration and composition: how strongly to steer, at which layer, for a target profile.
 
 Calibration sweeps the coefficient of one value's vector at its best layers (by held-out probe
-accuracy), doubling it until the fluency cost (relative perplexity increase on neutral text)
-passes the budget, then bisects (geometrically, twice) between the last coefficient within the
-budget and the first past it, so the budget is used to within a factor 2^(1/4) of the
-coefficient. At every step it measures the shift of the model's preference for the upholding
-answers of that value's contrastive pairs (valuescope's own data, never an audit instrument).
+accuracy; for a trained file, the layer it was trained at), doubling it until the fluency cost
+(relative perplexity increase on neutral text) passes the budget, then bisects (geometrically,
+twice) between the last coefficient within the budget and the first past it, so the budget is
+used to within a factor 2^(1/4) of the coefficient. At every step it measures the shift of the
+model's preference for the upholding answers of that value's contrastive pairs (valuescope's own
+data, never an audit instrument).
 The chosen setting is the largest shift within the budget, and the shift per unit of
 coefficient at that layer is the value's sensitivity. Coefficients start at 1/8 of the class
-gap (one whole gap is often past a 10% perplexity budget) and double up to 16.
+gap (one whole gap is often past a 10% perplexity budget) and double up to 256 (a trained
+direction's class gap is small).
 
 Composition turns a target profile (score changes per value) into coefficients: with the
 matrix S of measured shifts (S[v, w] = change of v's preference per unit coefficient of w),
@@ -94,6 +96,21 @@ def parse_target(text: str) -> dict[str, float]:
     return target
 
 
+def default_layers(vectors: VectorSet, value: str, n_layers: int = 2) -> list[int]:
+    """Where to sweep `value`: the layer its direction was trained at, for an optimized file
+    (its other layers hold the untrained mean-diff start), else its `n_layers` best layers by
+    held-out probe accuracy."""
+    trained = vectors.extra.get("optimized", {}).get(value)
+    if vectors.method == "optimized" and trained is not None:
+        return [int(trained["layer"])]
+    vv = vectors[value]
+    ranked = sorted(
+        vv.layers,
+        key=lambda k: (-vv.layers[k].probe_accuracy, -vv.layers[k].separation, k),
+    )
+    return ranked[:n_layers]
+
+
 def calibrate(
     backend: WhiteBoxBackend,
     vectors: VectorSet,
@@ -116,11 +133,7 @@ def calibrate(
     if not pairs:
         raise UsageError(f"no contrastive pairs for {value!r} to calibrate on")
     if layers is None:
-        ranked = sorted(
-            vv.layers,
-            key=lambda k: (-vv.layers[k].probe_accuracy, -vv.layers[k].separation, k),
-        )
-        layers = ranked[:n_layers]
+        layers = default_layers(vectors, value, n_layers)
     plain_ppl = baseline_ppl if baseline_ppl is not None else perplexity(backend)
     base = preference(backend, pairs)
     sign = 1.0 if direction >= 0 else -1.0
