@@ -13,12 +13,14 @@ what is done):
   same pairs, in repeng's own environment (bench/.venv-repeng), exported with repeng's
   `export_gguf` and imported through valuescope's importer; same layer and budget; our shift
   divided by repeng's;
-- gated: gated against additive steering, calibrated the same way, for a few values;
+- gated: gated against additive steering, calibrated the same way, for a few values (under
+  `--refine 0` kept as gated_doubling);
 - speed: generation tokens/s, plain against steered (add and gated);
 - tradeoff: a coefficient sweep at the best layer: score shift on the instrument against the
   vector's norm (linear fit) and perplexity increase against the norm (quadratic fit), R^2;
 - optimized: directions trained to move the preference (`vectors --method optimized`),
   calibrated at the trained layer, against mean-diff's shift;
+- gated-optimized: the trained directions again, with gated steering (gated_optimized);
 - layers: whether another layer, or several layers at once, buy more shift per fluency cost
   (a screen of every layer, and the best layer alone against a band of five and all layers).
 """
@@ -142,9 +144,11 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
         print(value, json.dumps(done[value]), flush=True)
 
 
-def part_optimized(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
+def part_optimized(backend: Any, values: list[str], results: dict[str, Any], runs: Path,
+                   gated: bool = False) -> None:  # fmt: skip
     """Trained directions (`--method optimized`): extraction time, then the success measurement
-    calibrated at the trained layer only, against mean-diff's shift from `success`."""
+    calibrated at the trained layer only, against mean-diff's shift from `success`; with
+    `gated`, the same with gated steering (`gated_optimized`)."""
     path = runs / "vectors-optimized.safetensors"
     if "vectors_optimized" in results and path.exists():
         vectors = VectorSet.load(path)
@@ -166,6 +170,9 @@ def part_optimized(backend: Any, values: list[str], results: dict[str, Any], run
         save(results)
     part_success(backend, vectors, values, results, "success_optimized", runs / "optimized",
                  best_only=True)  # fmt: skip
+    if gated:
+        part_success(backend, vectors, values, results, "gated_optimized",
+                     runs / "gated-optimized", mode="gated", best_only=True)  # fmt: skip
     for value in values:
         ours = results["success_optimized"][value]
         before = results.get("success", {}).get(value)
@@ -385,7 +392,8 @@ def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
-    parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized"]
+    parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized",
+             "gated-optimized"]  # fmt: skip
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", default="runs/steering-bench")
@@ -409,15 +417,16 @@ def main() -> None:
     if "speed" in parts:
         part_speed(backend, vectors, results)
     if "gated" in parts:
+        key = "gated" if REFINE_STEPS else "gated_doubling"
         part_success(backend, vectors, values[:3] if not args.values else values, results,
-                     "gated", runs / "gated", mode="gated")  # fmt: skip
+                     key, runs / "gated", mode="gated")  # fmt: skip
     if "tradeoff" in parts:
         part_tradeoff(backend, vectors, values[:3] if not args.values else values, results,
                       runs)  # fmt: skip
     if "repeng" in parts:
         part_repeng(backend, vectors, values, results, runs)
-    if "optimized" in parts:
-        part_optimized(backend, values, results, runs)
+    if "optimized" in parts or "gated-optimized" in parts:
+        part_optimized(backend, values, results, runs, gated="gated-optimized" in parts)
     if "layers" in parts:
         part_layers(backend, vectors, values[:2] if not args.values else values, results)
 
