@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from valuescope import load_backend
+from valuescope.audit import AuditResult
 from valuescope.instrument import load_instrument
 from valuescope.validate import run_validation
 
@@ -94,6 +95,8 @@ def main() -> None:
         recovery = run_validation(
             "smollm2", instrument, method, limit=limit, backend=backend, out=root / method
         )
+        # this bench compares the scoring methods of a dilemma instrument: never pairwise
+        assert isinstance(recovery.baseline, AuditResult)
         d = recovery.baseline.diagnostics
         row = {
             "items": len(recovery.baseline.results),

@@ -45,7 +45,7 @@ from valuescope.calibration import REFINE, calibrate, measured_shifts
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.instrument import Instrument, load_instrument
-from valuescope.steering import Steering, Term, fluency_cost, perplexity, preference
+from valuescope.steering import Mode, Steering, Term, fluency_cost, perplexity, preference
 from valuescope.vectors import VectorSet, extract_vectors
 
 HERE = Path(__file__).parent
@@ -122,7 +122,7 @@ def part_vectors(backend: Any, results: dict[str, Any], vec_path: Path) -> Vecto
 
 
 def part_success(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any],
-                 key: str, runs: Path, mode: str = "add",
+                 key: str, runs: Path, mode: Mode = "add",
                  best_only: bool = False) -> None:  # fmt: skip
     contrast = load_contrast("schwartz")
     instrument = load_instrument("schwartz-dilemmas")
@@ -324,16 +324,16 @@ def part_tradeoff(backend: Any, vectors: VectorSet, values: list[str], results: 
                            "ppl_increase": ppl / plain_ppl - 1})  # fmt: skip
             print("tradeoff", value, points[-1], flush=True)
         norm = np.array([0.0] + [p["norm"] for p in points])
-        shift = np.array([0.0] + [p["shift"] for p in points])
+        shifts = np.array([0.0] + [p["shift"] for p in points])
         cost = np.array([0.0] + [p["ppl_increase"] for p in points])
-        linear = np.polyfit(norm, shift, 1)
+        linear = np.polyfit(norm, shifts, 1)
         quad = np.polyfit(norm, cost, 2)
         lin_cost = np.polyfit(norm, cost, 1)
         done[value] = {
             "layer": layer,
             "points": points,
             "shift_linear": {"slope": linear[0], "intercept": linear[1],
-                             "r2": r_squared(shift, np.polyval(linear, norm))},
+                             "r2": r_squared(shifts, np.polyval(linear, norm))},
             "cost_quadratic": {"coefs": list(quad), "r2": r_squared(cost, np.polyval(quad, norm))},
             "cost_linear_r2": r_squared(cost, np.polyval(lin_cost, norm)),
         }  # fmt: skip
