@@ -612,10 +612,9 @@ def read(
     """Score texts by projection on the value vectors: P(the text upholds each value)."""
     import csv
 
-    from .backends import load_white_box
     from .errors import UsageError
     from .progress import progress_bar
-    from .vectors import VectorSet, check_model, read_texts
+    from .vectors import VectorSet, read_texts
 
     found = VectorSet.load(vectors_file)
     items = list(texts or [])
@@ -630,8 +629,7 @@ def read(
         return
     if not items:
         raise UsageError("nothing to read: give texts as arguments, --file FILE or --run DIR")
-    backend = load_white_box(model or found.spec)
-    check_model(found, backend)
+    backend = _reader(found, model)
     with progress_bar(err) as hook:
         probs = read_texts(backend, found, items, progress=hook)
     values = list(found.values)
@@ -653,18 +651,26 @@ def read(
         out.print(f"probabilities: {out_file}")
 
 
+def _reader(found: Any, model: str | None) -> Any:
+    """The white-box model `read` reads with: `--model`, else the one the vectors came from."""
+    from .backends import load_white_box
+    from .vectors import check_model
+
+    backend = load_white_box(model or found.spec)
+    check_model(found, backend)
+    return backend
+
+
 def _read_run(found: Any, run: Path, model: str | None, out_file: Path | None) -> None:
     """`read --run DIR`: every generated answer, read as the reply to its own question."""
     import csv
 
-    from .backends import load_white_box
     from .progress import progress_bar
     from .report import load_answers
-    from .vectors import check_model, read_answers
+    from .vectors import read_answers
 
     records = load_answers(run)
-    backend = load_white_box(model or found.spec)
-    check_model(found, backend)
+    backend = _reader(found, model)
     with progress_bar(err) as hook:
         reading = read_answers(backend, found, records, progress=hook)
     table = Table(
