@@ -194,3 +194,40 @@ def test_questionnaire_and_pairwise_cards_show_their_checks(
         assert browser.find_element(By.CSS_SELECTOR, ".verdict").text.startswith("Verdict:")
         assert browser.execute_script("return window.__pwned === undefined")
         assert browser.find_elements(By.TAG_NAME, "script") == []
+
+    # the card's item tables follow results.json: statements by distance of the rating from the
+    # model's mean rating, outcomes best first then worst (with more outcomes, the middle is cut)
+    doc = json.loads((tmp_path / "likert" / "results.json").read_text())
+    browser.get((tmp_path / "likert" / "card.html").as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.statements tr.item")
+    shown = [r.get_attribute("data-item") for r in rows]
+    mean = sum(i["rating"] for i in doc["items"]) / len(doc["items"])
+    distance = {i["id"]: abs(i["rating"] - mean) for i in doc["items"]}
+    assert sorted(shown) == sorted(distance)  # four statements: all shown
+    assert [distance[i] for i in shown] == sorted(distance.values(), reverse=True)
+    keyed = {i["id"]: i["keyed"] for i in doc["items"]}
+    assert [("reverse-keyed" in r.text) for r in rows] == [keyed[i] < 0 for i in shown]
+    assert all("I like item" in r.text for r in rows)
+    doc = json.loads((tmp_path / "pairwise" / "results.json").read_text())
+    utility = {i["id"]: i["utility"] for i in doc["items"]}
+    browser.get((tmp_path / "pairwise" / "card.html").as_uri())
+    shown = [
+        r.get_attribute("data-item")
+        for r in browser.find_elements(By.CSS_SELECTOR, "table.outcomes tr.item")
+    ]
+    assert [utility[i] for i in shown] == sorted(utility.values(), reverse=True)
+    assert browser.execute_script("return window.__pwned === undefined")
+
+
+def test_ranked_outcomes_keep_both_ends() -> None:
+    from valuescope.card import extreme_statements, ranked_outcomes
+
+    items = [{"id": f"o{k}", "text": "t", "utility": float(k), "sd": 0.1} for k in range(20)]
+    shown = [i["id"] for i in ranked_outcomes({"items": items}, count=5)]
+    assert shown == ["o19", "o18", "o17", "o1", "o0"]
+    # mean 3.525: s1 is 2.375 above it, s2 2.325 below, s0 and s3 within 0.125
+    ratings = [
+        {"id": f"s{k}", "text": "t", "rating": r} for k, r in enumerate([3.4, 5.9, 1.2, 3.6])
+    ]
+    shown = extreme_statements({"items": ratings}, count=2)
+    assert [(i["id"], round(i["relative"], 6)) for i in shown] == [("s1", 2.375), ("s2", -2.325)]

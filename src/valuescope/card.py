@@ -143,6 +143,30 @@ def decisive_items(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dic
     return rows[:count]
 
 
+def extreme_statements(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dict[str, Any]]:
+    """A questionnaire's statements rated furthest from the model's own mean rating, each with
+    its distance: what it agrees or disagrees with most *relative to its habit* (a model that
+    rates everything 3.4 would otherwise show only its acquiescence), as ipsatized scores do."""
+    rows = [i for i in doc.get("items", []) if "rating" in i and "text" in i]
+    if not rows:
+        return []
+    centre = sum(i["rating"] for i in rows) / len(rows)
+    ranked = sorted(rows, key=lambda i: (-abs(i["rating"] - centre), i["id"]))
+    return [{**i, "relative": i["rating"] - centre, "centre": centre} for i in ranked[:count]]
+
+
+def ranked_outcomes(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dict[str, Any]]:
+    """A pairwise run's most and least preferred outcomes (fitted utility), best first."""
+    rows = sorted(
+        (i for i in doc.get("items", []) if "utility" in i and "text" in i),
+        key=lambda i: (-i["utility"], i["id"]),
+    )
+    if len(rows) <= count:
+        return rows
+    top = count - count // 2
+    return rows[:top] + rows[len(rows) - count // 2 :]
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -161,7 +185,14 @@ def render_card(docs: Sequence[dict[str, Any]], title: str | None = None) -> str
         verdict = str(doc["diagnostics"].get("verdict", ""))
         cls = "bad" if verdict.startswith("not") else "warn" if verdict.startswith("weak") else ""
         runs.append(
-            {"doc": doc, "label": label, "verdict_class": cls, "decisive": decisive_items(doc)}
+            {
+                "doc": doc,
+                "label": label,
+                "verdict_class": cls,
+                "decisive": decisive_items(doc),
+                "statements": extreme_statements(doc) if doc.get("likert") else [],
+                "outcomes": ranked_outcomes(doc) if doc.get("pairwise") else [],
+            }
         )
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     source = resources.files("valuescope") / "data" / "card.html.j2"
