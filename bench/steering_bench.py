@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/steering_bench.py            # ~1 h on 2 cores; resumes
     .venv/bin/python bench/steering_bench.py --part success --values benevolence,power
+    .venv/bin/python bench/steering_bench.py --model gguf:/models/qwen.gguf --part success
+
+Another model's figures go to bench/results/steering-<model>.json and runs/steering-bench/<model>
+(never mixed with the embedded model's: a results file refuses a run of another model).
 
 Parts (each saved to bench/results/steering.json as soon as it is measured, so a rerun skips
 what is done):
@@ -29,6 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import re
 import subprocess
 import sys
 import time
@@ -37,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from valuescope import load_backend
 from valuescope.audit import AuditConfig, run_audit
@@ -44,6 +52,7 @@ from valuescope.backends.base import Chat, GenerationParams
 from valuescope.calibration import REFINE, calibrate, measured_shifts
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import import_directions, load_directions
+from valuescope.errors import ValuescopeError
 from valuescope.instrument import Instrument, load_instrument
 from valuescope.steering import Mode, Steering, Term, fluency_cost, perplexity, preference
 from valuescope.vectors import VectorSet, extract_vectors
@@ -396,7 +405,7 @@ def main() -> None:
              "gated-optimized"]  # fmt: skip
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
-    parser.add_argument("--runs", default="runs/steering-bench")
+    parser.add_argument("--runs", help="working folder (default: runs/steering-bench[/<model>])")
     parser.add_argument("--refine", type=int, default=REFINE,
                         help="bisections after the doubling (0: doubling alone)")  # fmt: skip
     args = parser.parse_args()
@@ -404,12 +413,32 @@ def main() -> None:
     REFINE_STEPS = args.refine
     CALIBRATION = "doubling+bisection" if args.refine else "doubling"
     parts = args.part or ["vectors", "success", "speed", "gated", "tradeoff", "repeng"]
-    runs = Path(args.runs)
-    runs.mkdir(parents=True, exist_ok=True)
+    global RESULTS
+    default_model = args.model == "smollm2"
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", args.model).strip("-")[-80:]
+    if not default_model:
+        RESULTS = HERE / "results" / f"steering-{slug}.json"
     results = load_results()
-    results["machine"] = "2-core x86_64, no GPU, torch 2.13.0 CPU"
-    results["command"] = "python bench/steering_bench.py " + " ".join(sys.argv[1:])
-    backend = load_backend(args.model)
+    found = results.get("model", "smollm2")  # the first results file had no model field
+    if results and found != args.model:
+        sys.exit(f"{RESULTS} holds figures of {found!r}, not {args.model!r}")
+    runs = Path(args.runs or ("runs/steering-bench" + ("" if default_model else f"/{slug}")))
+    runs.mkdir(parents=True, exist_ok=True)
+    results["model"] = args.model
+    results["machine"] = (
+        f"{os.cpu_count()}-core {platform.machine()}, torch {torch.__version__}"
+        + (", CUDA" if torch.cuda.is_available() else ", no GPU")
+    )
+    command = "python bench/steering_bench.py " + " ".join(sys.argv[1:])
+    commands = results.setdefault("commands", [])
+    if "command" in results:  # one command was kept before: the last
+        commands.insert(0, results.pop("command"))
+    if command not in commands:
+        commands.append(command)
+    try:
+        backend = load_backend(args.model)
+    except ValuescopeError as error:
+        sys.exit(f"--model: {error}")
     vectors = part_vectors(backend, results, runs / "vectors.safetensors")
     values = args.values.split(",") if args.values else list(vectors.values)
     if "success" in parts:
