@@ -26,7 +26,9 @@ what is done):
   calibrated at the trained layer, against mean-diff's shift;
 - gated-optimized: the trained directions again, with gated steering (gated_optimized);
 - layers: whether another layer, or several layers at once, buy more shift per fluency cost
-  (a screen of every layer, and the best layer alone against a band of five and all layers).
+  (a screen of every layer, and the best layer alone against a band of five and all layers);
+- radius: trained directions again, trained at other strengths (`Training.radius`, class gaps;
+  the default is 1), each calibrated and measured like `optimized` (default: achievement).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ from valuescope.contrast import load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.errors import ValuescopeError
 from valuescope.instrument import Instrument, load_instrument
+from valuescope.optimize import Training
 from valuescope.steering import Mode, Steering, Term, fluency_cost, perplexity, preference
 from valuescope.vectors import VectorSet, extract_vectors
 
@@ -349,6 +353,33 @@ def part_tradeoff(backend: Any, vectors: VectorSet, values: list[str], results: 
         save(results)
 
 
+RADII = (0.25, 0.5, 2.0, 4.0)
+
+
+def part_radius(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
+    """Does training the direction nearer the strength it is used at (calibration lands at 2-8
+    class gaps) move the instrument more? Each radius trains the value alone (same split)."""
+    full = load_contrast("schwartz")
+    done = results.setdefault("radius", {})
+    for value in values:
+        sub = replace(full, pairs=tuple(p for p in full.pairs if p.value == value))
+        for radius in RADII:
+            key = f"{value}@{radius:g}"
+            if key in done:
+                continue
+            started = time.perf_counter()
+            vectors = extract_vectors(backend, sub, "optimized", training=Training(radius=radius))
+            scratch = f"radius_{key}"  # part_success saves as it goes; moved below
+            part_success(backend, vectors, [value], results, scratch, runs / "radius" / key,
+                         best_only=True)  # fmt: skip
+            measured = results.pop(scratch)[value]
+            done[key] = {"value": value, "radius": radius, **measured,
+                         "training": vectors.extra["optimized"][value],
+                         "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            save(results)
+            print("radius", key, json.dumps(done[key]), flush=True)
+
+
 def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any]
                 ) -> None:  # fmt: skip
     """Is the budget better spent at another layer, or spread over several?
@@ -402,7 +433,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
     parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized",
-             "gated-optimized"]  # fmt: skip
+             "gated-optimized", "radius"]  # fmt: skip
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", help="working folder (default: runs/steering-bench[/<model>])")
@@ -458,6 +489,8 @@ def main() -> None:
         part_optimized(backend, values, results, runs, gated="gated-optimized" in parts)
     if "layers" in parts:
         part_layers(backend, vectors, values[:2] if not args.values else values, results)
+    if "radius" in parts:
+        part_radius(backend, values if args.values else ["achievement"], results, runs)
 
 
 if __name__ == "__main__":
