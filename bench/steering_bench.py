@@ -362,7 +362,7 @@ def part_radius(backend: Any, values: list[str], results: dict[str, Any], runs: 
     full = load_contrast("schwartz")
     done = results.setdefault("radius", {})
     for value in values:
-        sub = replace(full, pairs=tuple(p for p in full.pairs if p.value == value))
+        sub = replace(full, pairs=tuple(full.of(value)))
         for radius in RADII:
             key = f"{value}@{radius:g}"
             if key in done:
@@ -450,8 +450,8 @@ def main() -> None:
     if not default_model:
         RESULTS = HERE / "results" / f"steering-{slug}.json"
     results = load_results()
-    found = results.get("model", "smollm2")  # the first results file had no model field
-    if results and found != args.model:
+    found = results.get("model")
+    if found and found != args.model:
         sys.exit(f"{RESULTS} holds figures of {found!r}, not {args.model!r}")
     runs = Path(args.runs or ("runs/steering-bench" + ("" if default_model else f"/{slug}")))
     runs.mkdir(parents=True, exist_ok=True)
@@ -462,8 +462,6 @@ def main() -> None:
     )
     command = "python bench/steering_bench.py " + " ".join(sys.argv[1:])
     commands = results.setdefault("commands", [])
-    if "command" in results:  # one command was kept before: the last
-        commands.insert(0, results.pop("command"))
     if command not in commands:
         commands.append(command)
     try:

@@ -229,5 +229,6 @@ def test_ranked_outcomes_keep_both_ends() -> None:
     ratings = [
         {"id": f"s{k}", "text": "t", "rating": r} for k, r in enumerate([3.4, 5.9, 1.2, 3.6])
     ]
-    shown = extreme_statements({"items": ratings}, count=2)
+    doc = {"items": ratings, "likert": {"acquiescence": 3.525}}  # mean rating, as likert.py
+    shown = extreme_statements(doc, count=2)
     assert [(i["id"], round(i["relative"], 6)) for i in shown] == [("s1", 2.375), ("s2", -2.325)]

@@ -144,15 +144,14 @@ def decisive_items(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dic
 
 
 def extreme_statements(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dict[str, Any]]:
-    """A questionnaire's statements rated furthest from the model's own mean rating, each with
-    its distance: what it agrees or disagrees with most *relative to its habit* (a model that
-    rates everything 3.4 would otherwise show only its acquiescence), as ipsatized scores do."""
+    """A questionnaire's statements rated furthest from the model's own mean rating (its
+    acquiescence, the centre the ipsatized scores use), each with its distance: what it agrees
+    or disagrees with most *relative to its habit* (a model that rates everything 3.4 would
+    otherwise show only its acquiescence)."""
+    centre = doc["likert"]["acquiescence"]
     rows = [i for i in doc.get("items", []) if "rating" in i and "text" in i]
-    if not rows:
-        return []
-    centre = sum(i["rating"] for i in rows) / len(rows)
     ranked = sorted(rows, key=lambda i: (-abs(i["rating"] - centre), i["id"]))
-    return [{**i, "relative": i["rating"] - centre, "centre": centre} for i in ranked[:count]]
+    return [{**i, "relative": i["rating"] - centre} for i in ranked[:count]]
 
 
 def ranked_outcomes(doc: dict[str, Any], count: int = DECISIVE_ITEMS) -> list[dict[str, Any]]:
