@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import pytest
@@ -119,6 +120,18 @@ def test_sampled_rows_differ_within_a_prompt(tiny_backend: Any) -> None:
         [Chat(QUESTIONS[0])], GenerationParams(max_new_tokens=12, temperature=1.5, n=4, seed=1)
     )
     assert len(set(out[0])) > 1
+
+
+def test_kv_cache_is_passed_under_the_current_name(tiny_backend: Any) -> None:
+    # transformers 5 renamed `past_key_values` to `cache` and drops the old name in 5.40: the
+    # cached scoring and sampling paths must not lean on it (no deprecation warning).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        scored = tiny_backend.loglikelihood(_requests())
+        tiny_backend.generate(
+            [Chat(QUESTIONS[0])], GenerationParams(max_new_tokens=4, temperature=1.0, n=2)
+        )
+    assert any(r.n_tokens > 1 for r in scored)  # the path that feeds the cache was taken
 
 
 def test_invalid_generation_params_are_rejected() -> None:

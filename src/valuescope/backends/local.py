@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,12 @@ from ..modelspec import ModelSpec
 from ..residual import ResidualStream
 from .base import Context, GenerationParams, Loglikelihood, LoglikelihoodRequest, Progress
 from .template import render
+
+
+def _kv_cache(out: Any) -> Any:
+    """The KV cache a forward pass returned, under its transformers 5 name or the 4.x one."""
+    cache = out.get("cache")
+    return cache if cache is not None else out.past_key_values
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,10 @@ class LocalBackend:
         self._name = name
         self.batch_size = batch_size
         self._residual = ResidualStream.of(model, layer_path)
+        # transformers 5 renamed the KV-cache argument `past_key_values` to `cache` (the old
+        # name warns, and goes in 5.40); 4.x knows only the old one.
+        forward = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
         pad = tokenizer.pad_token_id
         if pad is None:
             pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
@@ -185,7 +196,7 @@ class LocalBackend:
         later: torch.Tensor | None = None
         if rest_width > 0:
             # Every continuation but its last token is fed after its context's cached keys.
-            cache = out.past_key_values
+            cache = _kv_cache(out)
             cache.reorder_cache(torch.tensor([group for group, _ in rows], device=device))
             cont_ids = torch.full((len(rows), rest_width), self.pad_id, dtype=torch.long)
             cont_mask = torch.zeros((len(rows), rest_width), dtype=torch.long)
@@ -200,8 +211,8 @@ class LocalBackend:
                 input_ids=cont_ids.to(device),
                 attention_mask=full_mask.to(device),
                 position_ids=cont_pos.to(device),
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_arg: cache},
             )
             later = torch.log_softmax(out2.logits.float(), dim=-1)
         for row, (group, index) in enumerate(rows):
@@ -345,7 +356,7 @@ class LocalBackend:
         out, mask, positions = self._prefill([self._encode(t) for t in texts])
         rows = len(texts) * params.n
         expand = torch.arange(len(texts)).repeat_interleave(params.n)
-        out.past_key_values.reorder_cache(expand.to(device))
+        _kv_cache(out).reorder_cache(expand.to(device))
         logits = out.logits[expand.to(device), -1, :]
         mask = mask[expand]
         next_pos = positions[expand, -1] + 1
@@ -369,8 +380,8 @@ class LocalBackend:
                 input_ids=token[:, None].to(device),
                 attention_mask=mask.to(device),
                 position_ids=next_pos[:, None].to(device),
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **{self._cache_arg: _kv_cache(out)},
             )
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
