@@ -4,6 +4,7 @@
     .venv/bin/python bench/steering_bench.py --part success --values benevolence,power
     .venv/bin/python bench/steering_bench.py --model gguf:/models/qwen.gguf --part success
 
+A larger instruct model for it: `bench/larger_model.py` (Qwen2.5-Coder-0.5B-Instruct, from PyPI).
 Another model's figures go to bench/results/steering-<model>.json and runs/steering-bench/<model>
 (never mixed with the embedded model's: a results file refuses a run of another model).
 
@@ -77,6 +78,17 @@ CALIBRATION = "doubling+bisection"
 
 def success_key() -> str:
     return "success" if REFINE_STEPS else "success_doubling"
+
+
+def model_slug(spec: str) -> str:
+    """A file-name part for another model's results: the model file or folder's own name
+    (`gguf:/models/qwen.gguf` -> `qwen`), not the machine's path to it; another spec with the
+    same name is caught by the results file's model check."""
+    kind, _, where = spec.partition(":")
+    name = Path(where.rstrip("/")).name if where else kind
+    if kind == "gguf" and name.lower().endswith(".gguf"):
+        name = name[: -len(".gguf")]
+    return re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-")[-80:] or "model"
 
 
 def load_results() -> dict[str, Any]:
@@ -157,35 +169,58 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
         print(value, json.dumps(done[value]), flush=True)
 
 
+def trained_entry(vectors: VectorSet, value: str) -> dict[str, Any]:
+    vv = vectors[value]
+    return {"layer": vv.best_layer, "accuracy": vv.best.accuracy,
+            **vectors.extra["optimized"][value]}  # fmt: skip
+
+
+def trained_alone(backend: Any, value: str, results: dict[str, Any], runs: Path) -> VectorSet:
+    """One value's trained direction, trained on that value's pairs alone (the same split and
+    layer choice as in the all-values file): what `--values` trains when there is no
+    all-values file, so a slow model can be measured a few values at a time."""
+    path = runs / "vectors-optimized" / f"{value}.safetensors"
+    done = results.setdefault("vectors_optimized_alone", {})
+    if value in done and path.exists():
+        return VectorSet.load(path)
+    full = load_contrast("schwartz")
+    vectors = extract_vectors(backend, replace(full, pairs=tuple(full.of(value))), "optimized")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vectors.save(path)
+    done[value] = {"seconds": round(vectors.seconds, 1), "training": vectors.extra["training"],
+                   **trained_entry(vectors, value)}  # fmt: skip
+    save(results)
+    return vectors
+
+
 def part_optimized(backend: Any, values: list[str], results: dict[str, Any], runs: Path,
-                   gated: bool = False) -> None:  # fmt: skip
+                   gated: bool = False, subset: bool = False) -> None:  # fmt: skip
     """Trained directions (`--method optimized`): extraction time, then the success measurement
     calibrated at the trained layer only, against mean-diff's shift from `success`; with
-    `gated`, the same with gated steering (`gated_optimized`)."""
+    `gated`, the same with gated steering (`gated_optimized`). With `subset` (`--values`) and
+    no all-values file yet, each value is trained alone (`vectors_optimized_alone`)."""
     path = runs / "vectors-optimized.safetensors"
     if "vectors_optimized" in results and path.exists():
-        vectors = VectorSet.load(path)
+        whole = VectorSet.load(path)
+        trained = {v: whole for v in values}
+    elif subset:
+        trained = {v: trained_alone(backend, v, results, runs) for v in values}
     else:
         vectors = extract_vectors(backend, load_contrast("schwartz"), "optimized")
         vectors.save(path)
         results["vectors_optimized"] = {
             "seconds": round(vectors.seconds, 1),
             "training": vectors.extra["training"],
-            "values": {
-                v: {
-                    "layer": vv.best_layer,
-                    "accuracy": vv.best.accuracy,
-                    **vectors.extra["optimized"][v],
-                }
-                for v, vv in vectors.values.items()
-            },
+            "values": {v: trained_entry(vectors, v) for v in vectors.values},
         }
         save(results)
-    part_success(backend, vectors, values, results, "success_optimized", runs / "optimized",
-                 best_only=True)  # fmt: skip
-    if gated:
-        part_success(backend, vectors, values, results, "gated_optimized",
-                     runs / "gated-optimized", mode="gated", best_only=True)  # fmt: skip
+        trained = {v: vectors for v in values}
+    for value in values:
+        part_success(backend, trained[value], [value], results, "success_optimized",
+                     runs / "optimized", best_only=True)  # fmt: skip
+        if gated:
+            part_success(backend, trained[value], [value], results, "gated_optimized",
+                         runs / "gated-optimized", mode="gated", best_only=True)  # fmt: skip
     for value in values:
         ours = results["success_optimized"][value]
         before = results.get("success", {}).get(value)
@@ -446,7 +481,7 @@ def main() -> None:
     parts = args.part or ["vectors", "success", "speed", "gated", "tradeoff", "repeng"]
     global RESULTS
     default_model = args.model == "smollm2"
-    slug = re.sub(r"[^A-Za-z0-9._]+", "-", args.model).strip("-")[-80:]
+    slug = model_slug(args.model)
     if not default_model:
         RESULTS = HERE / "results" / f"steering-{slug}.json"
     results = load_results()
@@ -484,7 +519,8 @@ def main() -> None:
     if "repeng" in parts:
         part_repeng(backend, vectors, values, results, runs)
     if "optimized" in parts or "gated-optimized" in parts:
-        part_optimized(backend, values, results, runs, gated="gated-optimized" in parts)
+        part_optimized(backend, values, results, runs, gated="gated-optimized" in parts,
+                       subset=bool(args.values))  # fmt: skip
     if "layers" in parts:
         part_layers(backend, vectors, values[:2] if not args.values else values, results)
     if "radius" in parts:
