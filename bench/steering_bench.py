@@ -179,6 +179,12 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
         print(value, json.dumps(done[value]), flush=True)
 
 
+def pairs_of(value: str) -> ContrastSet:
+    """The built-in Schwartz pairs of one value, to train its direction alone (same split)."""
+    full = load_contrast("schwartz")
+    return replace(full, pairs=tuple(full.of(value)))
+
+
 def trained_entry(vectors: VectorSet, value: str) -> dict[str, Any]:
     vv = vectors[value]
     return {"layer": vv.best_layer, "accuracy": vv.best.accuracy,
@@ -193,8 +199,7 @@ def trained_alone(backend: Any, value: str, results: dict[str, Any], runs: Path)
     done = results.setdefault("vectors_optimized_alone", {})
     if value in done and path.exists():
         return VectorSet.load(path)
-    full = load_contrast("schwartz")
-    vectors = extract(backend, replace(full, pairs=tuple(full.of(value))), "optimized")
+    vectors = extract(backend, pairs_of(value), "optimized")
     path.parent.mkdir(parents=True, exist_ok=True)
     vectors.save(path)
     done[value] = {"seconds": round(vectors.seconds, 1), "training": vectors.extra["training"],
@@ -404,10 +409,9 @@ RADII = (0.25, 0.5, 2.0, 4.0)
 def part_radius(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
     """Does training the direction nearer the strength it is used at (calibration lands at 2-8
     class gaps) move the instrument more? Each radius trains the value alone (same split)."""
-    full = load_contrast("schwartz")
     done = results.setdefault("radius", {})
     for value in values:
-        sub = replace(full, pairs=tuple(full.of(value)))
+        sub = pairs_of(value)
         for radius in RADII:
             key = f"{value}@{radius:g}"
             if key in done:
