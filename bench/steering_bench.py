@@ -4,7 +4,8 @@
     .venv/bin/python bench/steering_bench.py --part success --values benevolence,power
     .venv/bin/python bench/steering_bench.py --model gguf:/models/qwen.gguf --part success
 
-A larger instruct model for it: `bench/larger_model.py` (Qwen2.5-Coder-0.5B-Instruct, from PyPI).
+Larger instruct models for it: `bench/larger_model.py` (Qwen2.5-Coder-0.5B and -1.5B-Instruct,
+from PyPI); a GGUF's SHA-256 is kept in its results file (`model_file`).
 Another model's figures go to bench/results/steering-<model>.json and runs/steering-bench/<model>
 (never mixed with the embedded model's: a results file refuses a run of another model).
 
@@ -13,7 +14,9 @@ what is done):
 - vectors: `extract_vectors` on the built-in Schwartz pairs (time, best layer, probe accuracy);
 - success: per value, calibration on valuescope's own pairs (fluency budget 10%), then the
   change of that value's score on schwartz-dilemmas (which no vector saw), steered minus
-  unsteered, with a paired bootstrap CI over the items that decide the value;
+  unsteered, with a paired bootstrap CI over the items that decide the value, and how many
+  of those items changed their preferred option (a value measured before these counts existed
+  gets them when the part runs again: from its kept runs, else audited again and checked);
 - repeng: the same with repeng's `ControlVector.train` (PCA of differences, last token) on the
   same pairs, in repeng's own environment (bench/.venv-repeng), exported with repeng's
   `export_gguf` and imported through valuescope's importer; same layer and budget; our shift
@@ -54,6 +57,7 @@ from rich.console import Console
 from valuescope import load_backend
 from valuescope.audit import AuditConfig, run_audit
 from valuescope.backends.base import Chat, GenerationParams
+from valuescope.cache import file_sha256
 from valuescope.calibration import REFINE, calibrate, measured_shifts
 from valuescope.contrast import ContrastSet, load_contrast
 from valuescope.controlvector import import_directions, load_directions
@@ -91,6 +95,16 @@ def model_slug(spec: str) -> str:
     if kind == "gguf" and name.lower().endswith(".gguf"):
         name = name[: -len(".gguf")]
     return re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-")[-80:] or "model"
+
+
+def model_file(spec: str) -> dict[str, Any] | None:
+    """A GGUF model's file identity (SHA-256 and size): its path is only a name on one machine,
+    and two files at one path are two models."""
+    kind, _, where = spec.partition(":")
+    path = Path(where)
+    if kind != "gguf" or not path.is_file():
+        return None
+    return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
 def load_results() -> dict[str, Any]:
@@ -161,13 +175,16 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
                  best_only: bool = False) -> None:  # fmt: skip
     contrast = load_contrast("schwartz")
     instrument = load_instrument("schwartz-dilemmas")
-    plain_ppl = perplexity(backend)
+    plain_ppl = None
     done = results.setdefault(key, {})
     for value in values:
         if value in done:
+            add_flips(backend, vectors, instrument, value, done[value], mode, runs)
+            save(results)
             continue
         started = time.perf_counter()
         layers = [vectors[value].best_layer] if best_only else None
+        plain_ppl = plain_ppl or perplexity(backend)
         cal = calibrate(backend, vectors, contrast, value, 1.0, BUDGET, layers=layers, mode=mode,
                         baseline_ppl=plain_ppl, refine=REFINE_STEPS)  # fmt: skip
         steering = Steering(vectors, [Term(value, cal.layer, cal.coef)], mode)
@@ -177,6 +194,23 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
                        "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         save(results)
         print(value, json.dumps(done[value]), flush=True)
+
+
+def add_flips(backend: Any, vectors: VectorSet, instrument: Instrument, value: str,
+              entry: dict[str, Any], mode: Mode, runs: Path) -> None:  # fmt: skip
+    """Give an entry measured before the flip counts existed its `flipped_toward/away`: the
+    same steered and plain audits again (resumed from their runs when kept, else rerun; both
+    are deterministic), checked to reproduce the stored shift."""
+    stored = entry["instrument"]
+    if "flipped_toward" in stored or "layer" not in entry:
+        return
+    steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])], mode)
+    again = instrument_shift(backend, instrument, value, steering, runs)
+    if abs(again["shift"] - stored["shift"]) > 1e-6:
+        sys.exit(f"{value}: the audits gave shift {again['shift']:+.6f}, not the stored "
+                 f"{stored['shift']:+.6f}; remove the entry to measure it again")  # fmt: skip
+    stored["flipped_toward"] = again["flipped_toward"]
+    stored["flipped_away"] = again["flipped_away"]
 
 
 def pairs_of(value: str) -> ContrastSet:
@@ -504,7 +538,15 @@ def main() -> None:
         sys.exit(f"{RESULTS} holds figures of {found!r}, not {args.model!r}")
     runs = Path(args.runs or ("runs/steering-bench" + ("" if default_model else f"/{slug}")))
     runs.mkdir(parents=True, exist_ok=True)
+    identity = model_file(args.model)
+    if identity and results.get("model_file", identity) != identity:
+        sys.exit(
+            f"{RESULTS} holds figures of another file at {args.model!r}: "
+            f"SHA-256 {results['model_file']['sha256']}, not {identity['sha256']}"
+        )
     results["model"] = args.model
+    if identity:
+        results["model_file"] = identity
     results["machine"] = (
         f"{os.cpu_count()}-core {platform.machine()}, torch {torch.__version__}"
         + (", CUDA" if torch.cuda.is_available() else ", no GPU")

@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 from support.contrast import small_contrast
 
-from valuescope.calibration import MAX_STEPS, REFINE, START, calibrate, compose, parse_target
+from valuescope.calibration import (
+    MAX_STEPS,
+    REFINE,
+    START,
+    calibrate,
+    compose,
+    paired_shift,
+    parse_target,
+)
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
 from valuescope.errors import UsageError
@@ -222,7 +230,32 @@ def test_composition_solves_within_bounds(made: Any, tiny_backend: Any) -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "valuescope.cli", *args], capture_output=True,
-                          text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+                          text=True, env={**os.environ, "COLUMNS": "200"}, timeout=900)  # fmt: skip
+
+
+def test_paired_shift_counts_changed_choices_apart_from_the_mean() -> None:
+    before = [0.40, 0.45, 0.60, 0.20, 0.55, 0.50]
+    after = [0.52, 0.44, 0.48, 0.30, 0.70, 0.51]
+    shift = paired_shift(before, after, seed=0)
+    assert shift["shift"] == pytest.approx(np.mean(np.subtract(after, before)))
+    assert shift["n"] == 6 and shift["ci"][0] < shift["shift"] < shift["ci"][1]
+    # 0.40->0.52 and 0.50->0.51 (a tie is no preference) turn toward; 0.60->0.48 away
+    assert (shift["flipped_toward"], shift["flipped_away"]) == (2, 1)
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_shift(before, after[:-1], seed=0)
+
+
+def _upholding_p(items_csv: Path, value: str) -> dict[str, float]:
+    """P(option upholding `value`) per original-wording item, read back from items.csv."""
+    import csv
+
+    out = {}
+    with items_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            slots = [k for k in range(2) if value in row[f"values{k}"].split("|")]
+            if row["wording"] == "original" and len(slots) == 1:
+                out[row["item_id"]] = float(row[f"p{slots[0]}"])
+    return out
 
 
 def test_steer_audits_steered_and_unsteered_and_reports_the_shift(
@@ -246,6 +279,13 @@ def test_steer_audits_steered_and_unsteered_and_reports_the_shift(
     assert shift["shift"] == pytest.approx(  # results.json rounds to 6 decimals
         steered["profile"]["power"]["score"] - plain["profile"]["power"]["score"], abs=3e-6
     )
+    before = _upholding_p(tmp_path / "s" / "unsteered" / "items.csv", "power")
+    after = _upholding_p(tmp_path / "s" / "items.csv", "power")
+    assert shift["n"] == len(before) == len(after) > 0
+    toward = sum(before[i] <= 0.5 < after[i] for i in before)
+    away = sum(after[i] <= 0.5 < before[i] for i in before)
+    assert (shift["flipped_toward"], shift["flipped_away"]) == (toward, away)
+    assert f"+{toward} / -{away} of {shift['n']}" in done.stdout
     card = (tmp_path / "s" / "card.html").read_text()
     assert "Steering trade-off" in card and card.count("<svg") == 2
     assert "unsteered" in card and "fluency cost" in card

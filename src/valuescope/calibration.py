@@ -311,20 +311,33 @@ class SteerRun:
 
 
 def measured_shifts(plain: AuditResult, steered: AuditResult, seed: int) -> dict[str, Any]:
-    """Score change per value, steered minus unsteered, with a 95% CI from resampling the
-    items (paired: the same items were answered by both)."""
+    """Score change per value, steered minus unsteered (`paired_shift` over the items that
+    decide it: the same items were answered by both)."""
     taxonomy = plain.instrument.taxonomy
     items = plain.instrument.items
     before = value_evidence(taxonomy, items, plain.results)
     after = value_evidence(taxonomy, items, steered.results)
-    out: dict[str, Any] = {}
-    for index, value in enumerate(taxonomy.ids):
-        if not before[value]:
-            continue
-        diff = np.array(after[value]) - np.array(before[value])
-        low, high = bootstrap_ci(diff, seed * 7919 + index)
-        out[value] = {"shift": float(diff.mean()), "ci": [low, high], "n": len(diff)}
-    return out
+    return {
+        value: paired_shift(before[value], after[value], seed * 7919 + index)
+        for index, value in enumerate(taxonomy.ids)
+        if before[value]
+    }
+
+
+def paired_shift(before: Sequence[float], after: Sequence[float], seed: int) -> dict[str, Any]:
+    """Mean change of P(upholding option) with a 95% CI from resampling the items, and how
+    many items' preferred option (P > 0.5) turned to the upholding one (`flipped_toward`) or
+    away from it (`flipped_away`): a mean shift of a few hundredths can be many small moves
+    or a few changed choices."""
+    if len(before) != len(after):
+        raise ValueError(f"paired runs differ in length: {len(before)} and {len(after)} items")
+    was, now = np.asarray(before) > 0.5, np.asarray(after) > 0.5
+    diff = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    low, high = bootstrap_ci(diff, seed)
+    return {
+        "shift": float(diff.mean()), "ci": [low, high], "n": len(diff),
+        "flipped_toward": int((~was & now).sum()), "flipped_away": int((was & ~now).sum()),
+    }  # fmt: skip
 
 
 def steer_to_target(

@@ -771,12 +771,18 @@ def steer(
     docs[0]["label"], docs[1]["label"] = "unsteered", "steered"
     write_card(docs, paths["card"], f"Steering {found.model} toward {target}")
     table = Table(title=f"Steering on {run.plain.instrument.name} ({run.plain.method})")
-    for column in ("value", "layer", "coef", "target", "expected", "measured", "95% CI"):
+    columns = ("value", "layer", "coef", "target", "expected", "measured", "95% CI", "flipped")
+    for column in columns:
         table.add_column(column, justify="left" if column == "value" else "right")
     comp = run.composition
     for value in wanted:
-        shift = run.shifts.get(value, {"shift": float("nan"), "ci": [None, None]})
+        shift = run.shifts.get(value, {"shift": float("nan"), "ci": [None, None], "n": 0})
         low, high = shift["ci"]
+        flipped = (
+            f"+{shift['flipped_toward']} / -{shift['flipped_away']} of {shift['n']}"
+            if shift["n"]
+            else "n/a"
+        )
         table.add_row(
             value,
             str(comp.layers[value]),
@@ -785,6 +791,7 @@ def steer(
             f"{comp.expected[value]:+.2f}",
             f"{shift['shift']:+.3f}",
             "n/a" if low is None else f"{low:+.3f} to {high:+.3f}",
+            flipped,
         )
     out.print(table)
     out.print(f"fluency cost {comp.fluency_cost:+.1%} perplexity (budget {fluency_budget:.0%})")
