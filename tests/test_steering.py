@@ -3,6 +3,7 @@ steering-vectors formats, on the tiny random Llama (real model, real files)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from valuescope.calibration import (
     REFINE,
     START,
     calibrate,
-    choices,
+    choice,
     compose,
     paired_shift,
     parse_target,
@@ -29,8 +30,10 @@ from valuescope.contrast import load_contrast
 from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
 from valuescope.errors import UsageError
 from valuescope.instrument import DilemmaItem, Option
+from valuescope.profile import value_evidence
 from valuescope.scoring import ItemResult, OrderResult
 from valuescope.steering import Steering, Term, fluency_cost, parse_steer
+from valuescope.taxonomy import Taxonomy, Value
 from valuescope.vectors import VectorSet, extract_vectors
 
 MINI = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
@@ -256,15 +259,22 @@ def test_choices_read_the_top_option_so_three_options_count_right() -> None:
     def result(item_id: str, *p: float) -> ItemResult:
         return ItemResult(item_id, "original", (OrderResult((0, 1, 2), p),))
 
+    taxonomy = Taxonomy(
+        "t", "T", tuple(Value(v, v, f"{v}.") for v in ("power", "care", "fairness"))
+    )
+
+    def choices(results: list[ItemResult]) -> list[float]:
+        return value_evidence(taxonomy, items, results, choice)["power"]
+
     items = [three("a"), three("b"), three("c")]
     before = [result("a", 0.30, 0.40, 0.30), result("b", 0.45, 0.30, 0.25),
               result("c", 0.40, 0.40, 0.20)]  # fmt: skip
     after = [result("a", 0.45, 0.30, 0.25), result("b", 0.30, 0.40, 0.30),
              result("c", 0.45, 0.35, 0.20)]  # fmt: skip
     # P(power) stays below 0.5 throughout, yet "a" turns to it and "b" away; "c" was a tie
-    assert choices(items, before, "power") == [-1, 1, 0]
-    assert choices(items, after, "power") == [1, -1, 1]
-    chosen = (choices(items, before, "power"), choices(items, after, "power"))
+    assert choices(before) == [-1, 1, 0]
+    assert choices(after) == [1, -1, 1]
+    chosen = (choices(before), choices(after))
     shift = paired_shift([0.30, 0.45, 0.40], [0.45, 0.30, 0.45], 0, chosen)
     assert (shift["flipped_toward"], shift["flipped_away"]) == (1, 1)
     assert paired_shift([0.30, 0.45, 0.40], [0.45, 0.30, 0.45], 0)["flipped_away"] == 0
@@ -272,8 +282,6 @@ def test_choices_read_the_top_option_so_three_options_count_right() -> None:
 
 def _upholding_p(items_csv: Path, value: str) -> dict[str, float]:
     """P(option upholding `value`) per original-wording item, read back from items.csv."""
-    import csv
-
     out = {}
     with items_csv.open(newline="") as handle:
         for row in csv.DictReader(handle):

@@ -34,9 +34,8 @@ from .audit import AuditConfig, AuditResult, run_audit
 from .backends.base import WhiteBoxBackend
 from .contrast import ContrastSet
 from .errors import UsageError
-from .instrument import DilemmaItem, load_instrument
+from .instrument import load_instrument
 from .profile import bootstrap_ci, value_evidence
-from .scoring import ItemResult
 from .steering import Mode, Steering, Term, fluency_cost, perplexity, preference
 from .vectors import VectorSet, check_model
 
@@ -321,42 +320,35 @@ def measured_shifts(plain: AuditResult, steered: AuditResult, seed: int) -> dict
     items = plain.instrument.items
     before = value_evidence(taxonomy, items, plain.results)
     after = value_evidence(taxonomy, items, steered.results)
+    chose_before = value_evidence(taxonomy, items, plain.results, choice)
+    chose_after = value_evidence(taxonomy, items, steered.results, choice)
     out: dict[str, Any] = {}
     for index, value in enumerate(taxonomy.ids):
         if before[value]:
-            chosen = (choices(items, plain.results, value), choices(items, steered.results, value))
+            chosen = (chose_before[value], chose_after[value])
             out[value] = paired_shift(before[value], after[value], seed * 7919 + index, chosen)
     return out
 
 
-def choices(items: Sequence[DilemmaItem], results: Sequence[ItemResult], value: str) -> list[int]:
-    """Per item deciding `value` (in `value_evidence`'s order): +1 if the option upholding it
-    has the most probability, -1 if another option does, 0 on a tie for the most."""
-    by_id = {item.id: item for item in items}
-    out = []
-    for result in results:
-        slot = by_id[result.item_id].upholding(value)
-        if slot is None:
-            continue
-        p = result.p
-        top = max(p)
-        if sum(x == top for x in p) > 1:
-            out.append(0)
-        else:
-            out.append(1 if p[slot] == top else -1)
-    return out
+def choice(p: Sequence[float], slot: int) -> float:
+    """+1 if option `slot` has the most probability, -1 if another option does, 0 on a tie
+    for the most (a `value_evidence` reader: which way an item was decided)."""
+    top = max(p)
+    if sum(x == top for x in p) > 1:
+        return 0.0
+    return 1.0 if p[slot] == top else -1.0
 
 
 def paired_shift(
     before: Sequence[float],
     after: Sequence[float],
     seed: int,
-    chosen: tuple[Sequence[int], Sequence[int]] | None = None,
+    chosen: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """Mean change of P(upholding option) with a 95% CI from resampling the items, and how
     many items' choice turned from another option to the upholding one (`flipped_toward`) or
     back (`flipped_away`): a mean shift of a few hundredths can be many small moves or a few
-    changed choices. `chosen` is `choices` before and after; without it, two options are
+    changed choices. `chosen` is `choice` per item before and after; without it, two options are
     assumed (the upholding one is chosen when its P > 0.5). A tie is no choice, so moving
     into or out of one flips nothing."""
     if len(before) != len(after):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +38,13 @@ class Profile:
 
 
 def value_evidence(
-    taxonomy: Taxonomy, items: Sequence[DilemmaItem], results: Sequence[ItemResult]
+    taxonomy: Taxonomy,
+    items: Sequence[DilemmaItem],
+    results: Sequence[ItemResult],
+    read: Callable[[tuple[float, ...], int], float] = lambda p, slot: p[slot],
 ) -> dict[str, list[float]]:
-    """For each value, P(choose the one option upholding it) over the items that decide it."""
+    """For each value, over the items that decide it, `read(P over the options, slot of the
+    one option upholding it)`: by default P(choose that option)."""
     by_id = {item.id: item for item in items}
     evidence: dict[str, list[float]] = {v: [] for v in taxonomy.ids}
     for result in results:
@@ -49,7 +53,7 @@ def value_evidence(
         for value in taxonomy.ids:
             slot = item.upholding(value)
             if slot is not None:
-                evidence[value].append(p[slot])
+                evidence[value].append(read(p, slot))
     return evidence
 
 
