@@ -32,7 +32,9 @@ what is done):
 - layers: whether another layer, or several layers at once, buy more shift per fluency cost
   (a screen of every layer, and the best layer alone against a band of five and all layers);
 - radius: trained directions again, trained at other strengths (`Training.radius`, class gaps;
-  the default is 1), each calibrated and measured like `optimized` (default: achievement).
+  the default is 1), each calibrated and measured like `optimized` (default: achievement);
+- persona: against simply asking: the value's built-in persona prompt as the system prompt,
+  measured like `success` against the same plain run (no steering, so no fluency cost).
 """
 
 from __future__ import annotations
@@ -48,14 +50,14 @@ import time
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 from rich.console import Console
 
 from valuescope import load_backend
-from valuescope.audit import AuditConfig, run_audit
+from valuescope.audit import AuditConfig, AuditResult, run_audit
 from valuescope.backends.base import Chat, GenerationParams
 from valuescope.cache import file_sha256
 from valuescope.calibration import REFINE, calibrate, measured_shifts
@@ -65,6 +67,7 @@ from valuescope.errors import ValuescopeError
 from valuescope.instrument import Instrument, load_instrument
 from valuescope.modelspec import parse_spec
 from valuescope.optimize import Training
+from valuescope.persona import load_personas
 from valuescope.progress import progress_bar
 from valuescope.steering import Mode, Steering, Term, fluency_cost, perplexity, preference
 from valuescope.vectors import VectorSet, extract_vectors
@@ -83,6 +86,12 @@ REFINE_STEPS = REFINE
 CALIBRATION = "doubling+bisection"
 
 
+def refuse(message: str) -> NoReturn:
+    """A usage error: one line on stderr, exit code 2 (as the valuescope command does)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def success_key() -> str:
     return "success" if REFINE_STEPS else "success_doubling"
 
@@ -91,10 +100,13 @@ def model_slug(spec: str) -> str:
     """A file-name part for another model's results: the model file or folder's own name
     (`gguf:/models/qwen.gguf` -> `qwen`), not the machine's path to it; another spec with the
     same name is caught by the results file's model check."""
-    kind, _, where = spec.partition(":")
-    name = Path(where.rstrip("/")).name if where else kind
-    if kind == "gguf" and name.lower().endswith(".gguf"):
-        name = name[: -len(".gguf")]
+    try:
+        parsed = parse_spec(spec)
+    except ValuescopeError as error:
+        refuse(f"--model: {error}")
+    name = Path(parsed.target.rstrip("/")).name or parsed.kind
+    if parsed.kind == "gguf":
+        name = Path(name).stem  # parse_spec checked the .gguf suffix
     return re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-")[-80:] or "model"
 
 
@@ -129,22 +141,39 @@ def deciding(instrument: Instrument, value: str) -> Instrument:
                       f"{instrument.sha256}:{value}", instrument.source)  # fmt: skip
 
 
+def audit_deciding(
+    backend: Any,
+    instrument: Instrument,
+    value: str,
+    out: Path,
+    steering: Steering | None = None,
+    system: str | None = None,
+) -> AuditResult:
+    """The bench's one audit: the items deciding `value`, one wording, METHOD (resumes)."""
+    config = AuditConfig(model=backend.spec.raw, instrument=instrument.name, method=METHOD,
+                         system=system, paraphrase=False)  # fmt: skip
+    return run_audit(config, backend=backend, out=out, instrument=deciding(instrument, value),
+                     steering=steering)  # fmt: skip
+
+
+def compared(plain: AuditResult, changed: AuditResult, value: str) -> dict[str, Any]:
+    """Score change of `value`, changed minus plain (paired CI, flipped counts)."""
+    shift = measured_shifts(plain, changed, 0)[value]
+    return {**shift, "plain": plain.profile.scores[value].score,
+            "steered": changed.profile.scores[value].score}  # fmt: skip
+
+
 def instrument_shift(
     backend: Any, instrument: Instrument, value: str, steering: Steering | None, out: Path
 ) -> dict[str, Any]:
     """Score change of `value` on the items deciding it, steered minus plain (paired CI)."""
-    sub = deciding(instrument, value)
-    config = AuditConfig(model=backend.spec.raw, instrument=instrument.name, method=METHOD,
-                         paraphrase=False)  # fmt: skip
-    plain = run_audit(config, backend=backend, out=out / f"plain-{value}", instrument=sub)
+    plain = audit_deciding(backend, instrument, value, out / f"plain-{value}")
     if steering is None:
         return {"score": plain.profile.scores[value].score}
     tag = "-".join(f"{t.layer}:{t.coef:g}" for t in steering.terms)
-    steered = run_audit(config, backend=backend, out=out / f"{steering.mode}-{value}-{tag}",
-                        instrument=sub, steering=steering)  # fmt: skip
-    shift = measured_shifts(plain, steered, 0)[value]
-    return {**shift, "plain": plain.profile.scores[value].score,
-            "steered": steered.profile.scores[value].score}  # fmt: skip
+    steered = audit_deciding(backend, instrument, value,
+                             out / f"{steering.mode}-{value}-{tag}", steering)  # fmt: skip
+    return compared(plain, steered, value)
 
 
 def extract(backend: Any, contrast: ContrastSet, method: str = "mean-diff",
@@ -252,29 +281,28 @@ def part_optimized(backend: Any, values: list[str], results: dict[str, Any], run
                    gated: bool = False, subset: bool = False) -> None:  # fmt: skip
     """Trained directions (`--method optimized`): extraction time, then the success measurement
     calibrated at the trained layer only, against mean-diff's shift from `success`; with
-    `gated`, the same with gated steering (`gated_optimized`). With `subset` (`--values`) and
-    no all-values file yet, each value is trained alone (`vectors_optimized_alone`)."""
+    `gated`, the same with gated steering (`gated_optimized`). With `subset` (`--values`, or
+    any model but the embedded one) and no all-values file yet, each value is trained alone
+    (`vectors_optimized_alone`) and measured before the next is trained."""
     path = runs / "vectors-optimized.safetensors"
+    whole: VectorSet | None = None
     if "vectors_optimized" in results and path.exists():
         whole = VectorSet.load(path)
-        trained = {v: whole for v in values}
-    elif subset:
-        trained = {v: trained_alone(backend, v, results, runs) for v in values}
-    else:
-        vectors = extract(backend, load_contrast("schwartz"), "optimized")
-        vectors.save(path)
+    elif not subset:
+        whole = extract(backend, load_contrast("schwartz"), "optimized")
+        whole.save(path)
         results["vectors_optimized"] = {
-            "seconds": round(vectors.seconds, 1),
-            "training": vectors.extra["training"],
-            "values": {v: trained_entry(vectors, v) for v in vectors.values},
+            "seconds": round(whole.seconds, 1),
+            "training": whole.extra["training"],
+            "values": {v: trained_entry(whole, v) for v in whole.values},
         }
         save(results)
-        trained = {v: vectors for v in values}
     for value in values:
-        part_success(backend, trained[value], [value], results, "success_optimized",
+        trained = whole if whole is not None else trained_alone(backend, value, results, runs)
+        part_success(backend, trained, [value], results, "success_optimized",
                      runs / "optimized", best_only=True)  # fmt: skip
         if gated:
-            part_success(backend, trained[value], [value], results, "gated_optimized",
+            part_success(backend, trained, [value], results, "gated_optimized",
                          runs / "gated-optimized", mode="gated", best_only=True)  # fmt: skip
     for value in values:
         ours = results["success_optimized"][value]
@@ -282,6 +310,30 @@ def part_optimized(backend: Any, values: list[str], results: dict[str, Any], run
         if before:
             ours["mean_diff_shift"] = before["instrument"]["shift"]
     save(results)
+
+
+def part_persona(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
+    """Against simply asking: each value's built-in persona prompt as the system prompt, on
+    the same deciding items, method and plain run as `success`, with the same paired CI and
+    flipped counts. Asking changes no activation, so it has no fluency cost; the steering
+    shifts measured so far are stored beside it."""
+    instrument = load_instrument("schwartz-dilemmas")
+    personas = load_personas(instrument.taxonomy)
+    done = results.setdefault("persona", {})
+    for value in values:
+        if value not in done:
+            started = time.perf_counter()
+            plain = audit_deciding(backend, instrument, value, runs / "success" / f"plain-{value}")
+            asked = audit_deciding(backend, instrument, value, runs / "persona" / value,
+                                   system=personas[value])  # fmt: skip
+            done[value] = {"instrument": compared(plain, asked, value),
+                           "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        for key in ("success", "success_optimized"):
+            steered = results.get(key, {}).get(value)
+            if steered:
+                done[value][f"{key}_shift"] = steered["instrument"]["shift"]
+        save(results)
+        print("persona", value, json.dumps(done[value]), flush=True)
 
 
 def repeng_python() -> Path:
@@ -522,7 +574,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
     parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized",
-             "gated-optimized", "radius"]  # fmt: skip
+             "gated-optimized", "radius", "persona"]  # fmt: skip
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", help="working folder (default: runs/steering-bench[/<model>])")
@@ -541,12 +593,12 @@ def main() -> None:
     results = load_results()
     found = results.get("model")
     if found and found != args.model:
-        sys.exit(f"{RESULTS} holds figures of {found!r}, not {args.model!r}")
+        refuse(f"{RESULTS} holds figures of {found!r}, not {args.model!r}")
     runs = Path(args.runs or ("runs/steering-bench" + ("" if default_model else f"/{slug}")))
     runs.mkdir(parents=True, exist_ok=True)
     identity = model_file(args.model)
     if identity and results.get("model_file", identity) != identity:
-        sys.exit(
+        refuse(
             f"{RESULTS} holds figures of another file at {args.model!r}: "
             f"SHA-256 {results['model_file']['sha256']}, not {identity['sha256']}"
         )
@@ -564,7 +616,7 @@ def main() -> None:
     try:
         backend = load_backend(args.model)
     except ValuescopeError as error:
-        sys.exit(f"--model: {error}")
+        refuse(f"--model: {error}")
     vectors = part_vectors(backend, results, runs / "vectors.safetensors")
     values = args.values.split(",") if args.values else list(vectors.values)
     if "success" in parts:
@@ -581,12 +633,16 @@ def main() -> None:
     if "repeng" in parts:
         part_repeng(backend, vectors, values, results, runs)
     if "optimized" in parts or "gated-optimized" in parts:
+        # Another model trains value by value, so an interrupted run keeps the values trained
+        # so far; the embedded model keeps its all-values file (the documented figures).
         part_optimized(backend, values, results, runs, gated="gated-optimized" in parts,
-                       subset=bool(args.values))  # fmt: skip
+                       subset=bool(args.values) or not default_model)  # fmt: skip
     if "layers" in parts:
         part_layers(backend, vectors, values[:2] if not args.values else values, results)
     if "radius" in parts:
         part_radius(backend, values if args.values else ["achievement"], results, runs)
+    if "persona" in parts:
+        part_persona(backend, values, results, runs)
 
 
 if __name__ == "__main__":
