@@ -27,19 +27,25 @@ what is done):
 - tradeoff: a coefficient sweep at the best layer: score shift on the instrument against the
   vector's norm (linear fit) and perplexity increase against the norm (quadratic fit), R^2;
 - optimized: directions trained to move the preference (`vectors --method optimized`),
-  calibrated at the trained layer, against mean-diff's shift;
+  calibrated at the trained layer, against mean-diff's shift (the embedded model trains all
+  ten values into one file first; another model, or `--values`, trains and measures one
+  value at a time, so an interrupted run keeps what it finished);
 - gated-optimized: the trained directions again, with gated steering (gated_optimized);
 - layers: whether another layer, or several layers at once, buy more shift per fluency cost
   (a screen of every layer, and the best layer alone against a band of five and all layers);
 - radius: trained directions again, trained at other strengths (`Training.radius`, class gaps;
   the default is 1), each calibrated and measured like `optimized` (default: achievement);
 - persona: against simply asking: the value's built-in persona prompt as the system prompt,
-  measured like `success` against the same plain run (no steering, so no fluency cost).
+  measured like `success` against the same plain run (no steering, so no fluency cost);
+- summed: a diagnostic of the score: the trained directions and the personas again, read with
+  summed PMI (sequence-level log-odds) instead of the audit's per-token PMI.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -60,7 +66,7 @@ from valuescope import load_backend
 from valuescope.audit import AuditConfig, AuditResult, run_audit
 from valuescope.backends.base import Chat, GenerationParams
 from valuescope.cache import file_sha256
-from valuescope.calibration import REFINE, calibrate, measured_shifts
+from valuescope.calibration import REFINE, calibrate, choice, measured_shifts, paired_shift
 from valuescope.contrast import ContrastSet, load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.errors import ValuescopeError
@@ -68,8 +74,18 @@ from valuescope.instrument import Instrument, load_instrument
 from valuescope.modelspec import parse_spec
 from valuescope.optimize import Training
 from valuescope.persona import load_personas
+from valuescope.profile import value_evidence
 from valuescope.progress import progress_bar
-from valuescope.steering import Mode, Steering, Term, fluency_cost, perplexity, preference
+from valuescope.scoring import ItemResult, LikelihoodMethod
+from valuescope.steering import (
+    Mode,
+    SteeredBackend,
+    Steering,
+    Term,
+    fluency_cost,
+    perplexity,
+    preference,
+)
 from valuescope.vectors import VectorSet, extract_vectors
 
 HERE = Path(__file__).parent
@@ -86,10 +102,11 @@ REFINE_STEPS = REFINE
 CALIBRATION = "doubling+bisection"
 
 
-def refuse(message: str) -> NoReturn:
-    """A usage error: one line on stderr, exit code 2 (as the valuescope command does)."""
+def refuse(message: str, code: int = 2) -> NoReturn:
+    """Stop with one line on stderr: exit code 2 for a usage error (the bench's own refusals),
+    or the code of a valuescope error, as the valuescope command exits."""
     print(message, file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(code)
 
 
 def success_key() -> str:
@@ -104,9 +121,12 @@ def model_slug(spec: str) -> str:
         parsed = parse_spec(spec)
     except ValuescopeError as error:
         refuse(f"--model: {error}")
-    name = Path(parsed.target.rstrip("/")).name or parsed.kind
-    if parsed.kind == "gguf":
-        name = Path(name).stem  # parse_spec checked the .gguf suffix
+    # The name as typed, not parse_spec's resolved target: a symlinked GGUF (a hub cache's
+    # snapshots/<rev>/x.gguf -> blobs/<sha256>) keeps the name the user gave it.
+    where = spec.strip().partition(":")[2]
+    name = Path(where.rstrip("/")).expanduser().name if where else parsed.target
+    if parsed.kind == "gguf" and name.lower().endswith(".gguf"):
+        name = name[: -len(".gguf")]
     return re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-")[-80:] or "model"
 
 
@@ -156,11 +176,13 @@ def audit_deciding(
                      steering=steering)  # fmt: skip
 
 
-def compared(plain: AuditResult, changed: AuditResult, value: str) -> dict[str, Any]:
-    """Score change of `value`, changed minus plain (paired CI, flipped counts)."""
+def compared(plain: AuditResult, changed: AuditResult, value: str,
+             label: str = "steered") -> dict[str, Any]:  # fmt: skip
+    """Score change of `value`, changed minus plain (paired CI, flipped counts); the changed
+    run's score is kept under `label`."""
     shift = measured_shifts(plain, changed, 0)[value]
     return {**shift, "plain": plain.profile.scores[value].score,
-            "steered": changed.profile.scores[value].score}  # fmt: skip
+            label: changed.profile.scores[value].score}  # fmt: skip
 
 
 def instrument_shift(
@@ -321,19 +343,90 @@ def part_persona(backend: Any, values: list[str], results: dict[str, Any], runs:
     personas = load_personas(instrument.taxonomy)
     done = results.setdefault("persona", {})
     for value in values:
-        if value not in done:
-            started = time.perf_counter()
+        prompt_sha = hashlib.sha256(personas[value].encode()).hexdigest()
+        entry = done.get(value)
+        if entry and entry.get("prompt_sha256", prompt_sha) != prompt_sha:
+            refuse(f"{RESULTS} [persona][{value}] was measured with another persona prompt than "
+                   f"data/personas.yaml's; remove the entry and {runs / 'persona' / value} to "
+                   "measure it again")  # fmt: skip
+        if entry is None or "prompt_sha256" not in entry:
             plain = audit_deciding(backend, instrument, value, runs / "success" / f"plain-{value}")
+            started = time.perf_counter()
             asked = audit_deciding(backend, instrument, value, runs / "persona" / value,
                                    system=personas[value])  # fmt: skip
-            done[value] = {"instrument": compared(plain, asked, value),
-                           "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            seconds = round(time.perf_counter() - started, 1)
+            shift = compared(plain, asked, value, "asked")
+            if entry is None:
+                entry = done[value] = {"instrument": shift, "seconds": seconds}
+            elif abs(shift["shift"] - entry["instrument"]["shift"]) > 1e-6:
+                refuse(f"{RESULTS} [persona][{value}]: the kept runs gave {shift['shift']:+.6f}, "
+                       f"not the stored {entry['instrument']['shift']:+.6f}; remove the entry "
+                       f"and {runs / 'persona' / value} to measure it again")  # fmt: skip
+            else:  # measured before the prompt's hash was kept: checked by its resumed runs
+                entry["instrument"] = shift
+            entry["prompt_sha256"] = prompt_sha
         for key in ("success", "success_optimized"):
             steered = results.get(key, {}).get(value)
             if steered:
-                done[value][f"{key}_shift"] = steered["instrument"]["shift"]
+                entry[f"{key}_shift"] = steered["instrument"]["shift"]
         save(results)
-        print("persona", value, json.dumps(done[value]), flush=True)
+        print("persona", value, json.dumps(entry), flush=True)
+
+
+def trained_vectors(results: dict[str, Any], runs: Path, value: str) -> VectorSet:
+    """The trained directions `optimized` measured `value` with (see part_optimized)."""
+    whole = runs / "vectors-optimized.safetensors"
+    if "vectors_optimized" in results and whole.exists():
+        return VectorSet.load(whole)
+    return VectorSet.load(runs / "vectors-optimized" / f"{value}.safetensors")
+
+
+def items_shift(instrument: Instrument, value: str, plain: list[ItemResult],
+                changed: list[ItemResult]) -> dict[str, Any]:  # fmt: skip
+    """`measured_shifts` for item results scored outside an audit (same bootstrap seed)."""
+    taxonomy, items = instrument.taxonomy, deciding(instrument, value).items
+    before, after = (value_evidence(taxonomy, items, r)[value] for r in (plain, changed))
+    chosen = (value_evidence(taxonomy, items, plain, choice)[value],
+              value_evidence(taxonomy, items, changed, choice)[value])  # fmt: skip
+    return paired_shift(before, after, taxonomy.ids.index(value), chosen)
+
+
+def part_summed(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
+    """A diagnostic of the score, not of the steering: the trained direction (at the layer and
+    coefficient `optimized` calibrated) and the persona prompt, on the same deciding items,
+    read with summed PMI (each option's sequence-level log-odds) instead of the audit's
+    per-token PMI. Summed scores sit near 0 or 1, so their shift is mostly changed choices:
+    is the small per-token shift the normalisation's doing?"""
+    instrument = load_instrument("schwartz-dilemmas")
+    taxonomy = instrument.taxonomy
+    personas = load_personas(taxonomy)
+    summed = LikelihoodMethod(first_person=True, per_token=False)
+    done = results.setdefault("summed", {})
+    for value in values:
+        entry = results.get("success_optimized", {}).get(value)
+        if value in done or entry is None:
+            if entry is None:
+                print(f"summed {value}: no trained direction measured yet (--part optimized)")
+            continue
+        started = time.perf_counter()
+        steering = Steering(trained_vectors(results, runs, value),
+                            [Term(value, entry["layer"], entry["coef"])])  # fmt: skip
+        items = deciding(instrument, value).items
+        plain = summed(backend, items, "original", None)
+        steered = summed(SteeredBackend(backend, steering), items, "original", None)
+        asked = summed(backend, items, "original", personas[value])
+        persona = results.get("persona", {}).get(value)
+        done[value] = {
+            "layer": entry["layer"], "coef": entry["coef"],
+            "plain": float(np.mean(value_evidence(taxonomy, items, plain)[value])),
+            "steered": items_shift(instrument, value, plain, steered),
+            "persona": items_shift(instrument, value, plain, asked),
+            "per_token": {"steered": entry["instrument"]["shift"],
+                          "persona": persona["instrument"]["shift"] if persona else None},
+            "seconds": round(time.perf_counter() - started, 1),
+        }  # fmt: skip
+        save(results)
+        print("summed", value, json.dumps(done[value]), flush=True)
 
 
 def repeng_python() -> Path:
@@ -571,10 +664,17 @@ def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: di
 
 
 def main() -> None:
+    try:
+        bench()
+    except ValuescopeError as error:  # bad input deep in a part: one line, not a traceback
+        refuse(str(error), error.exit_code)
+
+
+def bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
     parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized",
-             "gated-optimized", "radius", "persona"]  # fmt: skip
+             "gated-optimized", "radius", "persona", "summed"]  # fmt: skip
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", help="working folder (default: runs/steering-bench[/<model>])")
@@ -585,6 +685,11 @@ def main() -> None:
     REFINE_STEPS = args.refine
     CALIBRATION = "doubling+bisection" if args.refine else "doubling"
     parts = args.part or ["vectors", "success", "speed", "gated", "tradeoff", "repeng"]
+    ids = load_instrument("schwartz-dilemmas").taxonomy.ids
+    values = args.values.split(",") if args.values else list(ids)
+    unknown = [v for v in values if v not in ids]
+    if unknown:
+        refuse(f"--values: unknown value(s) {', '.join(unknown)}; choose from {', '.join(ids)}")
     global RESULTS
     default_model = args.model == "smollm2"
     slug = model_slug(args.model)
@@ -617,32 +722,39 @@ def main() -> None:
         backend = load_backend(args.model)
     except ValuescopeError as error:
         refuse(f"--model: {error}")
-    vectors = part_vectors(backend, results, runs / "vectors.safetensors")
-    values = args.values.split(",") if args.values else list(vectors.values)
+
+    @functools.cache
+    def vectors() -> VectorSet:  # extracted (minutes on a large model) only if a part needs it
+        return part_vectors(backend, results, runs / "vectors.safetensors")
+
+    if "vectors" in parts:
+        vectors()
     if "success" in parts:
-        part_success(backend, vectors, values, results, success_key(), runs / "success")
+        part_success(backend, vectors(), values, results, success_key(), runs / "success")
     if "speed" in parts:
-        part_speed(backend, vectors, results)
+        part_speed(backend, vectors(), results)
     if "gated" in parts:
         key = "gated" if REFINE_STEPS else "gated_doubling"
-        part_success(backend, vectors, values[:3] if not args.values else values, results,
+        part_success(backend, vectors(), values[:3] if not args.values else values, results,
                      key, runs / "gated", mode="gated")  # fmt: skip
     if "tradeoff" in parts:
-        part_tradeoff(backend, vectors, values[:3] if not args.values else values, results,
+        part_tradeoff(backend, vectors(), values[:3] if not args.values else values, results,
                       runs)  # fmt: skip
     if "repeng" in parts:
-        part_repeng(backend, vectors, values, results, runs)
+        part_repeng(backend, vectors(), values, results, runs)
     if "optimized" in parts or "gated-optimized" in parts:
         # Another model trains value by value, so an interrupted run keeps the values trained
         # so far; the embedded model keeps its all-values file (the documented figures).
         part_optimized(backend, values, results, runs, gated="gated-optimized" in parts,
                        subset=bool(args.values) or not default_model)  # fmt: skip
     if "layers" in parts:
-        part_layers(backend, vectors, values[:2] if not args.values else values, results)
+        part_layers(backend, vectors(), values[:2] if not args.values else values, results)
     if "radius" in parts:
         part_radius(backend, values if args.values else ["achievement"], results, runs)
     if "persona" in parts:
         part_persona(backend, values, results, runs)
+    if "summed" in parts:
+        part_summed(backend, values, results, runs)
 
 
 if __name__ == "__main__":
