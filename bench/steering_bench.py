@@ -124,7 +124,8 @@ def model_slug(spec: str) -> str:
     # The name as typed, not parse_spec's resolved target: a symlinked GGUF (a hub cache's
     # snapshots/<rev>/x.gguf -> blobs/<sha256>) keeps the name the user gave it.
     where = spec.strip().partition(":")[2]
-    name = Path(where.rstrip("/")).expanduser().name if where else parsed.target
+    files = parsed.kind in ("gguf", "hf")
+    name = Path(where.rstrip("/")).expanduser().name if files else parsed.target
     if parsed.kind == "gguf" and name.lower().endswith(".gguf"):
         name = name[: -len(".gguf")]
     return re.sub(r"[^A-Za-z0-9._]+", "-", name).strip("-")[-80:] or "model"
@@ -347,8 +348,8 @@ def part_persona(backend: Any, values: list[str], results: dict[str, Any], runs:
         entry = done.get(value)
         if entry and entry.get("prompt_sha256", prompt_sha) != prompt_sha:
             refuse(f"{RESULTS} [persona][{value}] was measured with another persona prompt than "
-                   f"data/personas.yaml's; remove the entry and {runs / 'persona' / value} to "
-                   "measure it again")  # fmt: skip
+                   f"data/personas.yaml's; remove the entry, [summed][{value}] and "
+                   f"{runs / 'persona' / value} to measure it again")  # fmt: skip
         if entry is None or "prompt_sha256" not in entry:
             plain = audit_deciding(backend, instrument, value, runs / "success" / f"plain-{value}")
             started = time.perf_counter()
@@ -378,7 +379,10 @@ def trained_vectors(results: dict[str, Any], runs: Path, value: str) -> VectorSe
     whole = runs / "vectors-optimized.safetensors"
     if "vectors_optimized" in results and whole.exists():
         return VectorSet.load(whole)
-    return VectorSet.load(runs / "vectors-optimized" / f"{value}.safetensors")
+    alone = runs / "vectors-optimized" / f"{value}.safetensors"
+    if not alone.exists():
+        refuse(f"no trained direction for {value} in {runs}; run --part optimized first")
+    return VectorSet.load(alone)
 
 
 def items_shift(instrument: Instrument, value: str, plain: list[ItemResult],
@@ -404,9 +408,20 @@ def part_summed(backend: Any, values: list[str], results: dict[str, Any], runs: 
     done = results.setdefault("summed", {})
     for value in values:
         entry = results.get("success_optimized", {}).get(value)
-        if value in done or entry is None:
-            if entry is None:
-                print(f"summed {value}: no trained direction measured yet (--part optimized)")
+        if entry is None:
+            print(f"summed {value}: no trained direction measured yet (--part optimized)")
+            continue
+        persona = results.get("persona", {}).get(value)
+        per_token = {"steered": entry["instrument"]["shift"],
+                     "persona": persona["instrument"]["shift"] if persona else None}  # fmt: skip
+        if value in done:
+            kept = done[value]
+            if (kept["layer"], kept["coef"]) != (entry["layer"], entry["coef"]):
+                refuse(f"{RESULTS} [summed][{value}] was read at layer {kept['layer']}, coef "
+                       f"{kept['coef']:g}, but optimized now has {entry['layer']}, "
+                       f"{entry['coef']:g}; remove the entry to read it again")  # fmt: skip
+            kept["per_token"] = per_token
+            save(results)
             continue
         started = time.perf_counter()
         steering = Steering(trained_vectors(results, runs, value),
@@ -415,14 +430,12 @@ def part_summed(backend: Any, values: list[str], results: dict[str, Any], runs: 
         plain = summed(backend, items, "original", None)
         steered = summed(SteeredBackend(backend, steering), items, "original", None)
         asked = summed(backend, items, "original", personas[value])
-        persona = results.get("persona", {}).get(value)
         done[value] = {
             "layer": entry["layer"], "coef": entry["coef"],
             "plain": float(np.mean(value_evidence(taxonomy, items, plain)[value])),
             "steered": items_shift(instrument, value, plain, steered),
             "persona": items_shift(instrument, value, plain, asked),
-            "per_token": {"steered": entry["instrument"]["shift"],
-                          "persona": persona["instrument"]["shift"] if persona else None},
+            "per_token": per_token,
             "seconds": round(time.perf_counter() - started, 1),
         }  # fmt: skip
         save(results)
