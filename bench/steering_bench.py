@@ -66,7 +66,7 @@ from valuescope import load_backend
 from valuescope.audit import AuditConfig, AuditResult, run_audit
 from valuescope.backends.base import Chat, GenerationParams
 from valuescope.cache import file_sha256
-from valuescope.calibration import REFINE, calibrate, choice, measured_shifts, paired_shift
+from valuescope.calibration import REFINE, calibrate, measured_shifts, result_shifts
 from valuescope.contrast import ContrastSet, load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.errors import ValuescopeError
@@ -76,7 +76,7 @@ from valuescope.optimize import Training
 from valuescope.persona import load_personas
 from valuescope.profile import value_evidence
 from valuescope.progress import progress_bar
-from valuescope.scoring import ItemResult, LikelihoodMethod
+from valuescope.scoring import LikelihoodMethod
 from valuescope.steering import (
     Mode,
     SteeredBackend,
@@ -385,16 +385,6 @@ def trained_vectors(results: dict[str, Any], runs: Path, value: str) -> VectorSe
     return VectorSet.load(alone)
 
 
-def items_shift(instrument: Instrument, value: str, plain: list[ItemResult],
-                changed: list[ItemResult]) -> dict[str, Any]:  # fmt: skip
-    """`measured_shifts` for item results scored outside an audit (same bootstrap seed)."""
-    taxonomy, items = instrument.taxonomy, deciding(instrument, value).items
-    before, after = (value_evidence(taxonomy, items, r)[value] for r in (plain, changed))
-    chosen = (value_evidence(taxonomy, items, plain, choice)[value],
-              value_evidence(taxonomy, items, changed, choice)[value])  # fmt: skip
-    return paired_shift(before, after, taxonomy.ids.index(value), chosen)
-
-
 def part_summed(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
     """A diagnostic of the score, not of the steering: the trained direction (at the layer and
     coefficient `optimized` calibrated) and the persona prompt, on the same deciding items,
@@ -433,8 +423,8 @@ def part_summed(backend: Any, values: list[str], results: dict[str, Any], runs: 
         done[value] = {
             "layer": entry["layer"], "coef": entry["coef"],
             "plain": float(np.mean(value_evidence(taxonomy, items, plain)[value])),
-            "steered": items_shift(instrument, value, plain, steered),
-            "persona": items_shift(instrument, value, plain, asked),
+            "steered": result_shifts(taxonomy, items, plain, steered, 0)[value],
+            "persona": result_shifts(taxonomy, items, plain, asked, 0)[value],
             "per_token": per_token,
             "seconds": round(time.perf_counter() - started, 1),
         }  # fmt: skip

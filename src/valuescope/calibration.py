@@ -34,9 +34,11 @@ from .audit import AuditConfig, AuditResult, run_audit
 from .backends.base import WhiteBoxBackend
 from .contrast import ContrastSet
 from .errors import UsageError
-from .instrument import load_instrument
+from .instrument import DilemmaItem, load_instrument
 from .profile import bootstrap_ci, value_evidence
+from .scoring import ItemResult
 from .steering import Mode, Steering, Term, fluency_cost, perplexity, preference
+from .taxonomy import Taxonomy
 from .vectors import VectorSet, check_model
 
 ProgressHook = Callable[[str, int, int], None]
@@ -314,14 +316,24 @@ class SteerRun:
 def measured_shifts(plain: AuditResult, steered: AuditResult, seed: int) -> dict[str, Any]:
     """Score change per value, steered minus unsteered (`paired_shift` over the items that
     decide it: the same items were answered by both)."""
-    if [r.item_id for r in plain.results] != [r.item_id for r in steered.results]:
+    taxonomy, items = plain.instrument.taxonomy, plain.instrument.items
+    return result_shifts(taxonomy, items, plain.results, steered.results, seed)
+
+
+def result_shifts(
+    taxonomy: Taxonomy,
+    items: Sequence[DilemmaItem],
+    plain: Sequence[ItemResult],
+    changed: Sequence[ItemResult],
+    seed: int,
+) -> dict[str, Any]:
+    """`measured_shifts` on item results, also those scored outside an audit."""
+    if [r.item_id for r in plain] != [r.item_id for r in changed]:
         raise ValueError("the steered and unsteered runs answered different items")
-    taxonomy = plain.instrument.taxonomy
-    items = plain.instrument.items
-    before = value_evidence(taxonomy, items, plain.results)
-    after = value_evidence(taxonomy, items, steered.results)
-    chose_before = value_evidence(taxonomy, items, plain.results, choice)
-    chose_after = value_evidence(taxonomy, items, steered.results, choice)
+    before = value_evidence(taxonomy, items, plain)
+    after = value_evidence(taxonomy, items, changed)
+    chose_before = value_evidence(taxonomy, items, plain, choice)
+    chose_after = value_evidence(taxonomy, items, changed, choice)
     out: dict[str, Any] = {}
     for index, value in enumerate(taxonomy.ids):
         if before[value]:
