@@ -38,7 +38,10 @@ what is done):
 - persona: against simply asking: the value's built-in persona prompt as the system prompt,
   measured like `success` against the same plain run (no steering, so no fluency cost);
 - summed: a diagnostic of the score: the trained directions and the personas again, read with
-  summed PMI (sequence-level log-odds) instead of the audit's per-token PMI.
+  summed PMI (sequence-level log-odds) instead of the audit's per-token PMI;
+- choice: the same diagnostic with the options listed and labelled and the model's letter
+  read (the `choice` method): personas for every value, the trained direction where
+  `optimized` has measured it.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ from valuescope.optimize import Training
 from valuescope.persona import load_personas
 from valuescope.profile import value_evidence
 from valuescope.progress import progress_bar
-from valuescope.scoring import LikelihoodMethod
+from valuescope.scoring import ChoiceMethod, ItemResult, LikelihoodMethod, Method
 from valuescope.steering import (
     Mode,
     SteeredBackend,
@@ -86,6 +89,7 @@ from valuescope.steering import (
     perplexity,
     preference,
 )
+from valuescope.taxonomy import Taxonomy
 from valuescope.vectors import VectorSet, extract_vectors
 
 HERE = Path(__file__).parent
@@ -348,8 +352,8 @@ def part_persona(backend: Any, values: list[str], results: dict[str, Any], runs:
         entry = done.get(value)
         if entry and entry.get("prompt_sha256", prompt_sha) != prompt_sha:
             refuse(f"{RESULTS} [persona][{value}] was measured with another persona prompt than "
-                   f"data/personas.yaml's; remove the entry, [summed][{value}] and "
-                   f"{runs / 'persona' / value} to measure it again")  # fmt: skip
+                   f"data/personas.yaml's; remove the entry and {runs / 'persona' / value} "
+                   f"to measure it again")  # fmt: skip
         if entry is None or "prompt_sha256" not in entry:
             plain = audit_deciding(backend, instrument, value, runs / "success" / f"plain-{value}")
             started = time.perf_counter()
@@ -374,62 +378,120 @@ def part_persona(backend: Any, values: list[str], results: dict[str, Any], runs:
         print("persona", value, json.dumps(entry), flush=True)
 
 
-def trained_vectors(results: dict[str, Any], runs: Path, value: str) -> VectorSet:
-    """The trained directions `optimized` measured `value` with (see part_optimized)."""
+def trained_file(results: dict[str, Any], runs: Path, value: str) -> Path:
+    """The trained-direction file `optimized` measured `value` with (see part_optimized)."""
     whole = runs / "vectors-optimized.safetensors"
     if "vectors_optimized" in results and whole.exists():
-        return VectorSet.load(whole)
+        return whole
     alone = runs / "vectors-optimized" / f"{value}.safetensors"
     if not alone.exists():
         refuse(f"no trained direction for {value} in {runs}; run --part optimized first")
-    return VectorSet.load(alone)
+    return alone
 
 
-def part_summed(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
-    """A diagnostic of the score, not of the steering: the trained direction (at the layer and
-    coefficient `optimized` calibrated) and the persona prompt, on the same deciding items,
-    read with summed PMI (each option's sequence-level log-odds) instead of the audit's
-    per-token PMI. Summed scores sit near 0 or 1, so their shift is mostly changed choices:
-    is the small per-token shift the normalisation's doing?"""
+# The diagnostic readings of `reread`: another score on the same items, runs and settings.
+READINGS: dict[str, Method] = {
+    "summed": LikelihoodMethod(first_person=True, per_token=False),
+    "choice": ChoiceMethod(),
+}
+
+
+def distance(taxonomy: Taxonomy, results: list[ItemResult], value: str) -> float:
+    """Mean distance of the value's item scores from 0.5 in one run: how decided the items
+    are under a reading (near 0: the reading barely tells the options apart)."""
+    items = load_instrument("schwartz-dilemmas").items
+    scores = np.asarray(value_evidence(taxonomy, items, results)[value])
+    return float(np.mean(np.abs(scores - 0.5)))
+
+
+def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: Path,
+                key: str) -> None:  # fmt: skip
+    """A diagnostic of the score, not of the steering: each value's persona prompt, and the
+    trained direction at the layer and coefficient `optimized` calibrated (where it has
+    measured the value), on the same deciding items, read another way:
+    - `summed`: summed PMI (each option's sequence-level log-odds) instead of the audit's
+      per-token PMI; summed scores sit near 0 or 1, so is the small per-token shift the
+      normalisation's doing?
+    - `choice`: the options listed and labelled, the model's letter read in both orders
+      (`--method choice`): does a model that sees both options move more?
+    Every entry keeps what it was read with (the persona prompt's and the vector file's
+    SHA-256, layer, coefficient), the plain run's mean distance from 0.5 (how decided the
+    items are) and, for `choice`, its mean probability of the option listed first (position
+    bias, which the two orders cancel); a kept entry missing any of these is read again and
+    must reproduce its stored shifts."""
     instrument = load_instrument("schwartz-dilemmas")
     taxonomy = instrument.taxonomy
     personas = load_personas(taxonomy)
-    summed = LikelihoodMethod(first_person=True, per_token=False)
-    done = results.setdefault("summed", {})
+    method = READINGS[key]
+    done = results.setdefault(key, {})
     for value in values:
         entry = results.get("success_optimized", {}).get(value)
-        if entry is None:
-            print(f"summed {value}: no trained direction measured yet (--part optimized)")
-            continue
         persona = results.get("persona", {}).get(value)
-        per_token = {"steered": entry["instrument"]["shift"],
-                     "persona": persona["instrument"]["shift"] if persona else None}  # fmt: skip
-        if value in done:
-            kept = done[value]
-            if (kept["layer"], kept["coef"]) != (entry["layer"], entry["coef"]):
-                refuse(f"{RESULTS} [summed][{value}] was read at layer {kept['layer']}, coef "
-                       f"{kept['coef']:g}, but optimized now has {entry['layer']}, "
-                       f"{entry['coef']:g}; remove the entry to read it again")  # fmt: skip
-            kept["per_token"] = per_token
-            save(results)
-            continue
+        # The audit's own plain run (kept by `success` and `persona`), for its distance from 0.5.
+        audited = audit_deciding(backend, instrument, value, runs / "success" / f"plain-{value}")
+        per_token = {"steered": entry["instrument"]["shift"] if entry else None,
+                     "persona": persona["instrument"]["shift"] if persona else None,
+                     "plain_distance": distance(taxonomy, audited.results, value)}  # fmt: skip
+        prompt_sha = hashlib.sha256(personas[value].encode()).hexdigest()
+        path = trained_file(results, runs, value) if entry else None
+        vectors = VectorSet.load(path) if path else None
+        identity = {
+            "layer": entry["layer"] if entry else None,
+            "coef": entry["coef"] if entry else None,
+            "vectors_sha256": file_sha256(path) if path else None,
+            "persona_sha256": prompt_sha,
+        }
+        kept = done.get(value)
+        if kept is not None:
+            if (kept["layer"], kept["coef"]) != (identity["layer"], identity["coef"]) and (
+                kept["layer"] is not None
+            ):
+                refuse(f"{RESULTS} [{key}][{value}] was read at layer {kept['layer']}, coef "
+                       f"{kept['coef']:g}, but optimized now has {identity['layer']}, "
+                       f"{identity['coef']}; remove the entry to read it again")  # fmt: skip
+            for name in ("vectors_sha256", "persona_sha256"):
+                if kept.get(name) and kept[name] != identity[name]:
+                    refuse(f"{RESULTS} [{key}][{value}] was read with another "
+                           f"{'vector file' if name[0] == 'v' else 'persona prompt'}; remove "
+                           f"the entry to read it again")  # fmt: skip
+            if all(k in kept for k in (*identity, "plain_distance", "plain_first_shown")) and (
+                kept["steered"] is not None or vectors is None
+            ):
+                kept["per_token"] = per_token
+                save(results)
+                continue
         started = time.perf_counter()
-        steering = Steering(trained_vectors(results, runs, value),
-                            [Term(value, entry["layer"], entry["coef"])])  # fmt: skip
         items = deciding(instrument, value).items
-        plain = summed(backend, items, "original", None)
-        steered = summed(SteeredBackend(backend, steering), items, "original", None)
-        asked = summed(backend, items, "original", personas[value])
-        done[value] = {
-            "layer": entry["layer"], "coef": entry["coef"],
+        plain = method(backend, items, "original", None)
+        asked = method(backend, items, "original", personas[value])
+        steered = None
+        if vectors is not None and entry is not None:
+            steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])])
+            steered = method(SteeredBackend(backend, steering), items, "original", None)
+        shown = [o.p[o.order[0]] for r in plain for o in r.orders] if key == "choice" else None
+        moved = {name: result_shifts(taxonomy, items, plain, run, 0)[value]
+                 for name, run in (("steered", steered), ("persona", asked)) if run}  # fmt: skip
+        fresh = {
+            **identity,
             "plain": float(np.mean(value_evidence(taxonomy, items, plain)[value])),
-            "steered": result_shifts(taxonomy, items, plain, steered, 0)[value],
-            "persona": result_shifts(taxonomy, items, plain, asked, 0)[value],
+            "plain_distance": distance(taxonomy, plain, value),
+            "plain_first_shown": float(np.mean(shown)) if shown else None,
+            "steered": moved.get("steered"),
+            "persona": moved["persona"],
             "per_token": per_token,
             "seconds": round(time.perf_counter() - started, 1),
-        }  # fmt: skip
+        }
+        if kept is not None:  # read before these fields were kept: its shifts must reproduce
+            for name in ("steered", "persona"):
+                if kept.get(name) is None:
+                    continue
+                old, new = kept[name]["shift"], fresh[name]["shift"] if fresh[name] else None
+                if new is None or abs(new - old) > 1e-6:
+                    refuse(f"{RESULTS} [{key}][{value}][{name}]: read again it gave {new}, not "
+                           f"the stored {old:+.6f}; remove the entry to read it again")  # fmt: skip
+        done[value] = fresh
         save(results)
-        print("summed", value, json.dumps(done[value]), flush=True)
+        print(key, value, json.dumps(fresh), flush=True)
 
 
 def repeng_python() -> Path:
@@ -677,7 +739,7 @@ def bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
     parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized",
-             "gated-optimized", "radius", "persona", "summed"]  # fmt: skip
+             "gated-optimized", "radius", "persona", "summed", "choice"]  # fmt: skip
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", help="working folder (default: runs/steering-bench[/<model>])")
@@ -756,8 +818,9 @@ def bench() -> None:
         part_radius(backend, values if args.values else ["achievement"], results, runs)
     if "persona" in parts:
         part_persona(backend, values, results, runs)
-    if "summed" in parts:
-        part_summed(backend, values, results, runs)
+    for key in READINGS:
+        if key in parts:
+            part_reread(backend, values, results, runs, key)
 
 
 if __name__ == "__main__":
