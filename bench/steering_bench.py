@@ -89,7 +89,6 @@ from valuescope.steering import (
     perplexity,
     preference,
 )
-from valuescope.taxonomy import Taxonomy
 from valuescope.vectors import VectorSet, extract_vectors
 
 HERE = Path(__file__).parent
@@ -396,10 +395,10 @@ READINGS: dict[str, Method] = {
 }
 
 
-def distance(taxonomy: Taxonomy, results: list[ItemResult], value: str) -> float:
+def distance(instrument: Instrument, results: list[ItemResult], value: str) -> float:
     """Mean distance of the value's item scores from 0.5 in one run: how decided the items
     are under a reading (near 0: the reading barely tells the options apart)."""
-    items = load_instrument("schwartz-dilemmas").items
+    taxonomy, items = instrument.taxonomy, instrument.items
     scores = np.asarray(value_evidence(taxonomy, items, results)[value])
     return float(np.mean(np.abs(scores - 0.5)))
 
@@ -429,10 +428,12 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
         persona = results.get("persona", {}).get(value)
         # The audit's own plain run (kept by `success` and `persona`), for its distance from 0.5.
         audited = audit_deciding(backend, instrument, value, runs / "success" / f"plain-{value}")
+        prompt_sha = hashlib.sha256(personas[value].encode()).hexdigest()
+        if persona and persona.get("prompt_sha256") != prompt_sha:
+            persona = None  # measured with another prompt: no per-token figure to set beside it
         per_token = {"steered": entry["instrument"]["shift"] if entry else None,
                      "persona": persona["instrument"]["shift"] if persona else None,
-                     "plain_distance": distance(taxonomy, audited.results, value)}  # fmt: skip
-        prompt_sha = hashlib.sha256(personas[value].encode()).hexdigest()
+                     "plain_distance": distance(instrument, audited.results, value)}  # fmt: skip
         path = trained_file(results, runs, value) if entry else None
         vectors = VectorSet.load(path) if path else None
         identity = {
@@ -446,9 +447,11 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
             if (kept["layer"], kept["coef"]) != (identity["layer"], identity["coef"]) and (
                 kept["layer"] is not None
             ):
+                now = (f"has layer {identity['layer']}, coef {identity['coef']:g}" if entry
+                       else f"has no entry for {value}")  # fmt: skip
                 refuse(f"{RESULTS} [{key}][{value}] was read at layer {kept['layer']}, coef "
-                       f"{kept['coef']:g}, but optimized now has {identity['layer']}, "
-                       f"{identity['coef']}; remove the entry to read it again")  # fmt: skip
+                       f"{kept['coef']:g}, but optimized now {now}; remove the entry to read "
+                       f"it again")  # fmt: skip
             for name in ("vectors_sha256", "persona_sha256"):
                 if kept.get(name) and kept[name] != identity[name]:
                     refuse(f"{RESULTS} [{key}][{value}] was read with another "
@@ -468,13 +471,17 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
         if vectors is not None and entry is not None:
             steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])])
             steered = method(SteeredBackend(backend, steering), items, "original", None)
-        shown = [o.p[o.order[0]] for r in plain for o in r.orders] if key == "choice" else None
+        shown = (
+            [o.p[o.order[0]] for r in plain for o in r.orders]
+            if isinstance(method, ChoiceMethod)
+            else None
+        )
         moved = {name: result_shifts(taxonomy, items, plain, run, 0)[value]
                  for name, run in (("steered", steered), ("persona", asked)) if run}  # fmt: skip
         fresh = {
             **identity,
             "plain": float(np.mean(value_evidence(taxonomy, items, plain)[value])),
-            "plain_distance": distance(taxonomy, plain, value),
+            "plain_distance": distance(instrument, plain, value),
             "plain_first_shown": float(np.mean(shown)) if shown else None,
             "steered": moved.get("steered"),
             "persona": moved["persona"],
@@ -487,7 +494,8 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
                     continue
                 old, new = kept[name]["shift"], fresh[name]["shift"] if fresh[name] else None
                 if new is None or abs(new - old) > 1e-6:
-                    refuse(f"{RESULTS} [{key}][{value}][{name}]: read again it gave {new}, not "
+                    got = f"{new:+.6f}" if new is not None else "no reading"
+                    refuse(f"{RESULTS} [{key}][{value}][{name}]: read again it gave {got}, not "
                            f"the stored {old:+.6f}; remove the entry to read it again")  # fmt: skip
         done[value] = fresh
         save(results)
