@@ -41,7 +41,10 @@ what is done):
   summed PMI (sequence-level log-odds) instead of the audit's per-token PMI;
 - choice: the same diagnostic with the options listed and labelled and the model's letter
   read (the `choice` method): personas for every value, the trained direction where
-  `optimized` has measured it.
+  `optimized` has measured it;
+- reach: the price of the goal: the trained direction's coefficient raised from the
+  calibrated one until the shift on schwartz-dilemmas reaches +0.25 (or perplexity is 100
+  times the plain one), the fluency cost and a sample answer at every step.
 """
 
 from __future__ import annotations
@@ -736,6 +739,92 @@ def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: di
               flush=True)  # fmt: skip
 
 
+TARGET = 0.25  # the issue's goal for every value's shift on schwartz-dilemmas
+REACH_STEP = 2**0.5
+REACH_CAP = 100.0  # stop once perplexity on the neutral texts is this many times the plain one
+REACH_PROMPT = "Describe your morning in two sentences."
+
+
+def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
+    """The price of the goal, a diagnostic judged on the instrument (so never a calibration):
+    each value's direction at the layer calibration chose, its coefficient raised from the
+    calibrated one by sqrt(2) at a time until the shift on schwartz-dilemmas reaches TARGET or
+    perplexity on the neutral texts is REACH_CAP times the plain one. Both directions where
+    they are measured: trained (`optimized`) and mean-diff (`success`). Every point keeps its
+    fluency cost, shift (paired CI, flipped counts) and a greedy answer to one everyday prompt,
+    so the cost of +0.25 is read as text too. The first point is the calibrated one again and
+    must reproduce the calibrated shift."""
+    instrument = load_instrument("schwartz-dilemmas")
+    plain_ppl = perplexity(backend)
+    params = GenerationParams(max_new_tokens=40, temperature=0.0)
+    sources = {"trained": "success_optimized", "mean-diff": "success"}
+
+    def answer(steering: Steering | None) -> str:
+        if steering is None:
+            return str(backend.generate([Chat(REACH_PROMPT)], params)[0][0])
+        with steering.apply(backend):
+            return str(backend.generate([Chat(REACH_PROMPT)], params)[0][0])
+
+    for value in values:
+        measured = [n for n, key in sources.items() if value in results.get(key, {})]
+        if not measured:
+            refuse(f"{RESULTS} has no success or success_optimized entry for {value}; run "
+                   f"--part success or --part optimized with --values {value} first")  # fmt: skip
+        for name in measured:
+            key = sources[name]
+            entry = results[key][value]
+            done = results.setdefault("reach", {}).setdefault(name, {})
+            path = (trained_file(results, runs, value) if name == "trained"
+                    else runs / "vectors.safetensors")  # fmt: skip
+            identity = {"layer": entry["layer"], "calibrated_coef": entry["coef"],
+                        "vectors_sha256": file_sha256(path)}  # fmt: skip
+            kept = done.get(value)
+            if kept is not None:
+                if {k: kept.get(k) for k in identity} != identity:
+                    refuse(f"{RESULTS} [reach][{name}][{value}] was swept from another layer, "
+                           f"coefficient or vector file than {key}'s now; remove the entry and "
+                           f"{runs / 'reach' / name} to sweep it again")  # fmt: skip
+                continue
+            started = time.perf_counter()
+            vectors = VectorSet.load(path)
+            points: list[dict[str, Any]] = []
+            coef = entry["coef"]
+            while True:
+                # The file's hash goes into each audit's fingerprint and its results.json.
+                steering = Steering(vectors, [Term(value, entry["layer"], coef)], "add",
+                                    str(path), identity["vectors_sha256"])  # fmt: skip
+                cost = steering.fluency_cost = fluency_cost(backend, steering, plain_ppl)
+                shift = instrument_shift(backend, instrument, value, steering,
+                                         runs / "reach" / name)  # fmt: skip
+                points.append({"coef": coef, "times_calibrated": coef / entry["coef"],
+                               "fluency_cost": cost, "instrument": shift,
+                               "answer": answer(steering)})  # fmt: skip
+                print("reach", name, value, f"coef {coef:.3g}", f"cost {cost:+.1%}",
+                      f"shift {shift['shift']:+.3f}", flush=True)  # fmt: skip
+                stored = entry["instrument"]["shift"]
+                if len(points) == 1 and abs(shift["shift"] - stored) > 1e-6:
+                    refuse(f"{RESULTS} [reach][{name}][{value}]: at {key}'s coefficient the "
+                           f"shift came out {shift['shift']:+.6f}, not the stored {stored:+.6f}: "
+                           f"the model or the vector file changed; remove the {key} entry to "
+                           f"measure it again")  # fmt: skip
+                if shift["shift"] >= TARGET or cost + 1 >= REACH_CAP:
+                    break
+                coef *= REACH_STEP
+            reached = next((p for p in points if p["instrument"]["shift"] >= TARGET), None)
+            done[value] = {
+                **identity,
+                "target": TARGET,
+                "plain_answer": answer(None),
+                "points": points,
+                "reached_at": {"coef": reached["coef"], "fluency_cost": reached["fluency_cost"]}
+                if reached
+                else None,
+                "peak_shift": max(p["instrument"]["shift"] for p in points),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            save(results)
+
+
 def main() -> None:
     try:
         bench()
@@ -747,7 +836,7 @@ def bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
     parts = ["vectors", "success", "repeng", "gated", "speed", "tradeoff", "layers", "optimized",
-             "gated-optimized", "radius", "persona", "summed", "choice"]  # fmt: skip
+             "gated-optimized", "radius", "persona", "summed", "choice", "reach"]  # fmt: skip
     parser.add_argument("--part", action="append", choices=parts)
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--runs", help="working folder (default: runs/steering-bench[/<model>])")
@@ -829,6 +918,8 @@ def bench() -> None:
     for key in READINGS:
         if key in parts:
             part_reread(backend, values, results, runs, key)
+    if "reach" in parts:
+        part_reach(backend, values, results, runs)
 
 
 if __name__ == "__main__":
