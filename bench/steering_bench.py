@@ -42,9 +42,9 @@ what is done):
 - choice: the same diagnostic with the options listed and labelled and the model's letter
   read (the `choice` method): personas for every value, the trained direction where
   `optimized` has measured it;
-- reach: the price of the goal: the trained direction's coefficient raised from the
-  calibrated one until the shift on schwartz-dilemmas reaches +0.25 (or perplexity is 100
-  times the plain one), the fluency cost and a sample answer at every step.
+- reach: the price of the goal: the trained and mean-diff directions' coefficients raised
+  from the calibrated ones until the shift on schwartz-dilemmas reaches +0.25 (or perplexity
+  is 100 times the plain one), the fluency cost and a sample answer at every step.
 """
 
 from __future__ import annotations
@@ -742,22 +742,30 @@ def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: di
 TARGET = 0.25  # the issue's goal for every value's shift on schwartz-dilemmas
 REACH_STEP = 2**0.5
 REACH_CAP = 100.0  # stop once perplexity on the neutral texts is this many times the plain one
+REACH_STEPS = 24  # and after this many steps (4096 times the calibrated coefficient) at most
 REACH_PROMPT = "Describe your morning in two sentences."
+REACH_TOKENS = 40
 
 
 def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
     """The price of the goal, a diagnostic judged on the instrument (so never a calibration):
     each value's direction at the layer calibration chose, its coefficient raised from the
     calibrated one by sqrt(2) at a time until the shift on schwartz-dilemmas reaches TARGET or
-    perplexity on the neutral texts is REACH_CAP times the plain one. Both directions where
-    they are measured: trained (`optimized`) and mean-diff (`success`). Every point keeps its
-    fluency cost, shift (paired CI, flipped counts) and a greedy answer to one everyday prompt,
-    so the cost of +0.25 is read as text too. The first point is the calibrated one again and
-    must reproduce the calibrated shift."""
+    perplexity on the neutral texts reaches REACH_CAP times the plain one. Both directions
+    where they are measured: trained (`optimized`) and mean-diff (`success`, or
+    `success_doubling` under `--refine 0`). Every point keeps its fluency cost, shift (paired
+    CI, flipped counts) and a greedy answer to one everyday prompt, so the cost of +0.25 is
+    read as text too. The first point is the calibrated one again and must reproduce the
+    calibrated shift."""
     instrument = load_instrument("schwartz-dilemmas")
-    plain_ppl = perplexity(backend)
-    params = GenerationParams(max_new_tokens=40, temperature=0.0)
-    sources = {"trained": "success_optimized", "mean-diff": "success"}
+    params = GenerationParams(max_new_tokens=REACH_TOKENS, temperature=0.0)
+    sources = {"trained": "success_optimized", "mean-diff": success_key()}
+    settings = {"target": TARGET, "step": REACH_STEP, "cap": REACH_CAP, "prompt": REACH_PROMPT,
+                "max_new_tokens": REACH_TOKENS}  # fmt: skip
+
+    @functools.cache
+    def plain_ppl() -> float:  # only if something is swept
+        return perplexity(backend)
 
     def answer(steering: Steering | None) -> str:
         if steering is None:
@@ -768,22 +776,30 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
     for value in values:
         measured = [n for n, key in sources.items() if value in results.get(key, {})]
         if not measured:
-            refuse(f"{RESULTS} has no success or success_optimized entry for {value}; run "
-                   f"--part success or --part optimized with --values {value} first")  # fmt: skip
+            refuse(f"{RESULTS} has no {sources['mean-diff']} or success_optimized entry for "
+                   f"{value}; run --part success or --part optimized with --values {value} "
+                   f"first")  # fmt: skip
         for name in measured:
             key = sources[name]
             entry = results[key][value]
             done = results.setdefault("reach", {}).setdefault(name, {})
-            path = (trained_file(results, runs, value) if name == "trained"
-                    else runs / "vectors.safetensors")  # fmt: skip
+            folder = runs / "reach" / name
+            if name == "trained":
+                path = trained_file(results, runs, value)
+            else:
+                path = runs / "vectors.safetensors"
+                if not path.exists():
+                    refuse(f"no mean-diff vector file {path} for the {key} entry of {value}; "
+                           f"run --part vectors (or --part success) first")  # fmt: skip
             identity = {"layer": entry["layer"], "calibrated_coef": entry["coef"],
-                        "vectors_sha256": file_sha256(path)}  # fmt: skip
+                        "vectors_sha256": file_sha256(path), **settings}  # fmt: skip
             kept = done.get(value)
             if kept is not None:
-                if {k: kept.get(k) for k in identity} != identity:
-                    refuse(f"{RESULTS} [reach][{name}][{value}] was swept from another layer, "
-                           f"coefficient or vector file than {key}'s now; remove the entry and "
-                           f"{runs / 'reach' / name} to sweep it again")  # fmt: skip
+                differ = [k for k in identity if kept.get(k) != identity[k]]
+                if differ:
+                    refuse(f"{RESULTS} [reach][{name}][{value}] was swept with another "
+                           f"{', '.join(differ)} than now; remove the entry and the folders "
+                           f"{folder}/*-{value}* to sweep it again")  # fmt: skip
                 continue
             started = time.perf_counter()
             vectors = VectorSet.load(path)
@@ -793,9 +809,8 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
                 # The file's hash goes into each audit's fingerprint and its results.json.
                 steering = Steering(vectors, [Term(value, entry["layer"], coef)], "add",
                                     str(path), identity["vectors_sha256"])  # fmt: skip
-                cost = steering.fluency_cost = fluency_cost(backend, steering, plain_ppl)
-                shift = instrument_shift(backend, instrument, value, steering,
-                                         runs / "reach" / name)  # fmt: skip
+                cost = steering.fluency_cost = fluency_cost(backend, steering, plain_ppl())
+                shift = instrument_shift(backend, instrument, value, steering, folder)
                 points.append({"coef": coef, "times_calibrated": coef / entry["coef"],
                                "fluency_cost": cost, "instrument": shift,
                                "answer": answer(steering)})  # fmt: skip
@@ -805,21 +820,32 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
                 if len(points) == 1 and abs(shift["shift"] - stored) > 1e-6:
                     refuse(f"{RESULTS} [reach][{name}][{value}]: at {key}'s coefficient the "
                            f"shift came out {shift['shift']:+.6f}, not the stored {stored:+.6f}: "
-                           f"the model or the vector file changed; remove the {key} entry to "
-                           f"measure it again")  # fmt: skip
+                           f"the model, the vector file or the numerics changed; remove the "
+                           f"{key} entry and the folders {folder}/*-{value}*, and run that "
+                           f"part for {value} again")  # fmt: skip
+                if not (np.isfinite(cost) and np.isfinite(shift["shift"])):
+                    break  # the model's numbers overflowed: nothing further is a measurement
                 if shift["shift"] >= TARGET or cost + 1 >= REACH_CAP:
+                    break
+                if len(points) >= REACH_STEPS:
                     break
                 coef *= REACH_STEP
             reached = next((p for p in points if p["instrument"]["shift"] >= TARGET), None)
             done[value] = {
                 **identity,
-                "target": TARGET,
                 "plain_answer": answer(None),
                 "points": points,
                 "reached_at": {"coef": reached["coef"], "fluency_cost": reached["fluency_cost"]}
                 if reached
                 else None,
-                "peak_shift": max(p["instrument"]["shift"] for p in points),
+                "peak_shift": max(
+                    (
+                        p["instrument"]["shift"]
+                        for p in points
+                        if np.isfinite(p["instrument"]["shift"])
+                    ),
+                    default=None,
+                ),
                 "seconds": round(time.perf_counter() - started, 1),
             }
             save(results)
