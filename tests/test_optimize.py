@@ -19,7 +19,7 @@ from valuescope.backends.base import Chat, LoglikelihoodRequest
 from valuescope.calibration import calibrate, default_layers
 from valuescope.contrast import load_contrast
 from valuescope.errors import UsageError
-from valuescope.optimize import Training, train_direction
+from valuescope.optimize import Training, _plain_pass, train_direction
 from valuescope.steering import preference
 from valuescope.vectors import VectorSet, extract_vectors
 
@@ -38,6 +38,21 @@ def test_forward_scores_agree_with_the_log_likelihood_scorer(tiny_backend: Any) 
         n_ctx = len(tiny_backend._encode(tiny_backend.render(request.context).rstrip(" ")))
         assert dists.shape == (n_ctx - 1, tiny_backend.model.config.vocab_size)
         assert torch.allclose(dists.exp().sum(-1), torch.ones(n_ctx - 1), atol=1e-4)
+
+
+def test_the_plain_pass_keeps_only_the_shared_contexts(tiny_backend: Any, tmp_path: Path) -> None:
+    """Kept for the whole training, the plain distributions must not pin the batch's."""
+    pairs = load_contrast(small_contrast(tmp_path)).of("power")[:3]
+    requests = [LoglikelihoodRequest(p.chat, a) for p in pairs for a in p.answers()]
+    margins, contexts = _plain_pass(tiny_backend, requests)
+    with torch.no_grad():
+        means, full = tiny_backend.forward_scores(requests)
+    assert torch.equal(margins, means[0::2] - means[1::2])
+    assert len(contexts) == len(pairs)
+    for kept, whole in zip(contexts, full[0::2], strict=True):
+        assert torch.equal(kept, whole)
+        assert kept.untyped_storage().nbytes() == kept.numel() * kept.element_size()
+        assert whole.untyped_storage().nbytes() > whole.numel() * whole.element_size()
 
 
 def _preference_with(backend: Any, pairs: list[Any], layer: int, vector: np.ndarray) -> float:

@@ -69,6 +69,18 @@ def _requests(pairs: Sequence[ContrastPair]) -> list[LoglikelihoodRequest]:
     return [LoglikelihoodRequest(p.chat, answer) for p in pairs for answer in p.answers()]
 
 
+@torch.no_grad()
+def _plain_pass(
+    backend: WhiteBoxBackend, requests: list[LoglikelihoodRequest]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The plain model's margins and shared-context distributions for one batch, kept for
+    every training step. Copied out of the batch's log-distributions: a view would keep all of
+    them alive (both answers' rows, every answer position), which at a 150k-token vocabulary
+    is about a gigabyte per batch."""
+    means, contexts = backend.forward_scores(requests)
+    return means[0::2] - means[1::2], [c.clone() for c in contexts[0::2]]
+
+
 def train_direction(
     backend: WhiteBoxBackend,
     pairs: Sequence[ContrastPair],
@@ -86,11 +98,7 @@ def train_direction(
         _requests(pairs[k : k + training.batch_pairs])
         for k in range(0, len(pairs), training.batch_pairs)
     ]
-    with torch.no_grad():  # the plain model's margins and context distributions, once
-        plain = []
-        for requests in batches:
-            means, contexts = backend.forward_scores(requests)
-            plain.append((means[0::2] - means[1::2], contexts[0::2]))
+    plain = [_plain_pass(backend, requests) for requests in batches]
     start_t = torch.tensor(start / np.linalg.norm(start), dtype=torch.float32)
     u = torch.nn.Parameter(start_t.clone())
     optimizer = torch.optim.Adam([u], lr=training.lr)
