@@ -17,6 +17,8 @@ what is done):
   unsteered, with a paired bootstrap CI over the items that decide the value, and how many
   of those items changed their preferred option (a value measured before these counts existed
   gets them when the part runs again: from its kept runs, else audited again and checked);
+  each entry keeps its vector file's SHA-256 (one measured before that gets it by an audit
+  afresh with the file, in `confirmed/`, which must reproduce its shift);
 - repeng: the same with repeng's `ControlVector.train` (PCA of differences, last token) on the
   same pairs, in repeng's own environment (bench/.venv-repeng), exported with repeng's
   `export_gguf` and imported through valuescope's importer; same layer and budget; our shift
@@ -44,12 +46,14 @@ what is done):
   `optimized` has measured it;
 - reach: the price of the goal: the trained and mean-diff directions' coefficients raised
   from the calibrated ones until the shift on schwartz-dilemmas reaches +0.25 (or perplexity
-  is 100 times the plain one), the fluency cost and a sample answer at every step.
+  is 100 times the plain one), the fluency cost and a sample answer at every step
+  (`bench/reach_law.py` reads the stored sweeps against the trade-off law).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
@@ -113,6 +117,25 @@ def refuse(message: str, code: int = 2) -> NoReturn:
     or the code of a valuescope error, as the valuescope command exits."""
     print(message, file=sys.stderr)
     raise SystemExit(code)
+
+
+REPRODUCE = 1e-6  # the audits are deterministic: a shift measured again matches to this
+
+
+def reproduces(where: str, new: float | None, old: float, remedy: str,
+               how: str = "measured again it gave") -> None:  # fmt: skip
+    """Refuse unless a shift measured again (kept runs resumed, or audits repeated) matches
+    the stored one: a difference means the model, a file or the numerics changed, and the
+    stored figure can no longer be set beside new ones. A missing or non-finite reading never
+    matches."""
+    if new is None or not abs(new - old) <= REPRODUCE:
+        got = f"{new:+.6f}" if new is not None else "no reading"
+        refuse(f"{RESULTS} {where}: {how} {got}, not the stored {old:+.6f}; {remedy}")
+
+
+def mean_diff_file(runs: Path) -> Path:
+    """The mean-diff vector file `vectors` extracts and `success` calibrates."""
+    return runs / "vectors.safetensors"
 
 
 def success_key() -> str:
@@ -233,15 +256,28 @@ def part_vectors(backend: Any, results: dict[str, Any], vec_path: Path) -> Vecto
 
 
 def part_success(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any],
-                 key: str, runs: Path, mode: Mode = "add",
-                 best_only: bool = False) -> None:  # fmt: skip
+                 key: str, runs: Path, mode: Mode = "add", best_only: bool = False,
+                 vec_path: Path | None = None) -> None:  # fmt: skip
+    """Calibrate each value on valuescope's own pairs, then measure the shift on the unseen
+    instrument. With `vec_path` (the file `vectors` came from), an entry keeps the file's
+    SHA-256 and its steered audit's fingerprint carries it; a kept entry with another hash
+    is refused."""
     contrast = load_contrast("schwartz")
     instrument = load_instrument("schwartz-dilemmas")
     plain_ppl = None
+    sha = file_sha256(vec_path) if vec_path else None
     done = results.setdefault(key, {})
     for value in values:
         if value in done:
+            kept = done[value].get("vectors_sha256")
+            if sha and kept and kept != sha:
+                refuse(f"{RESULTS} [{key}][{value}] was measured with another vector file than "
+                       f"{vec_path}; remove the entry and its folders in {runs} to measure it "
+                       f"again")  # fmt: skip
             add_flips(backend, vectors, instrument, value, key, done[value], mode, runs)
+            if vec_path and sha and not kept:
+                confirm_file(backend, vectors, instrument, value, key, done[value], mode, runs,
+                             vec_path, sha)  # fmt: skip
             save(results)
             continue
         started = time.perf_counter()
@@ -249,10 +285,11 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
         plain_ppl = plain_ppl or perplexity(backend)
         cal = calibrate(backend, vectors, contrast, value, 1.0, BUDGET, layers=layers, mode=mode,
                         baseline_ppl=plain_ppl, refine=REFINE_STEPS)  # fmt: skip
-        steering = Steering(vectors, [Term(value, cal.layer, cal.coef)], mode)
+        steering = Steering(vectors, [Term(value, cal.layer, cal.coef)], mode,
+                            str(vec_path) if vec_path else None, sha)  # fmt: skip
         shift = instrument_shift(backend, instrument, value, steering, runs)
         done[value] = {"layer": cal.layer, "coef": cal.coef, "fluency_cost": cal.fluency_cost,
-                       "calibration_shift": cal.shift, "instrument": shift,
+                       "calibration_shift": cal.shift, "instrument": shift, "vectors_sha256": sha,
                        "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         save(results)
         print(value, json.dumps(done[value]), flush=True)
@@ -269,12 +306,32 @@ def add_flips(backend: Any, vectors: VectorSet, instrument: Instrument, value: s
     print(f"{key} {value}: counting flipped items (from {runs}, or auditing again)", flush=True)
     steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])], mode)
     again = instrument_shift(backend, instrument, value, steering, runs)
-    if abs(again["shift"] - stored["shift"]) > 1e-6:
-        sys.exit(f"{RESULTS} [{key}][{value}]: the audits in {runs} gave shift "
-                 f"{again['shift']:+.6f}, not the stored {stored['shift']:+.6f}; remove the "
-                 f"entry and its folders in {runs} to measure it again")  # fmt: skip
+    reproduces(f"[{key}][{value}]", again["shift"], stored["shift"],
+               f"remove the entry and its folders in {runs} to measure it again",
+               f"the audits in {runs} gave shift")  # fmt: skip
     stored["flipped_toward"] = again["flipped_toward"]
     stored["flipped_away"] = again["flipped_away"]
+
+
+def confirm_file(backend: Any, vectors: VectorSet, instrument: Instrument, value: str,
+                 key: str, entry: dict[str, Any], mode: Mode, runs: Path, path: Path,
+                 sha: str) -> None:  # fmt: skip
+    """Give an entry measured before entries kept their vector file's hash its
+    `vectors_sha256`: its steered audit again, afresh (the hash in the fingerprint, in
+    `runs`/confirmed), which must reproduce the stored shift; else the entry was measured
+    with another file and is refused."""
+    if "layer" not in entry:
+        return
+    folder = runs / "confirmed"
+    print(f"{key} {value}: confirming the vector file by auditing afresh in {folder}", flush=True)
+    steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])], mode, str(path),
+                        sha)  # fmt: skip
+    again = instrument_shift(backend, instrument, value, steering, folder)
+    reproduces(f"[{key}][{value}]", again["shift"], entry["instrument"]["shift"],
+               f"it was measured with another file than {path}, or the model or numerics "
+               f"changed; remove the entry and its folders in {runs} to measure it again",
+               f"audited afresh with {path} it gave")  # fmt: skip
+    entry["vectors_sha256"] = sha
 
 
 def pairs_of(value: str) -> ContrastSet:
@@ -328,11 +385,13 @@ def part_optimized(backend: Any, values: list[str], results: dict[str, Any], run
         save(results)
     for value in values:
         trained = whole if whole is not None else trained_alone(backend, value, results, runs)
+        path = trained_file(results, runs, value)
         part_success(backend, trained, [value], results, "success_optimized",
-                     runs / "optimized", best_only=True)  # fmt: skip
+                     runs / "optimized", best_only=True, vec_path=path)  # fmt: skip
         if gated:
             part_success(backend, trained, [value], results, "gated_optimized",
-                         runs / "gated-optimized", mode="gated", best_only=True)  # fmt: skip
+                         runs / "gated-optimized", mode="gated", best_only=True,
+                         vec_path=path)  # fmt: skip
     for value in values:
         ours = results["success_optimized"][value]
         before = results.get("success", {}).get(value)
@@ -365,11 +424,10 @@ def part_persona(backend: Any, values: list[str], results: dict[str, Any], runs:
             shift = compared(plain, asked, value, "asked")
             if entry is None:
                 entry = done[value] = {"instrument": shift, "seconds": seconds}
-            elif abs(shift["shift"] - entry["instrument"]["shift"]) > 1e-6:
-                refuse(f"{RESULTS} [persona][{value}]: the kept runs gave {shift['shift']:+.6f}, "
-                       f"not the stored {entry['instrument']['shift']:+.6f}; remove the entry "
-                       f"and {runs / 'persona' / value} to measure it again")  # fmt: skip
             else:  # measured before the prompt's hash was kept: checked by its resumed runs
+                reproduces(f"[persona][{value}]", shift["shift"], entry["instrument"]["shift"],
+                           f"remove the entry and {runs / 'persona' / value} to measure it "
+                           f"again", "the kept runs gave")  # fmt: skip
                 entry["instrument"] = shift
             entry["prompt_sha256"] = prompt_sha
         for key in ("success", "success_optimized"):
@@ -495,11 +553,9 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
             for name in ("steered", "persona"):
                 if kept.get(name) is None:
                     continue
-                old, new = kept[name]["shift"], fresh[name]["shift"] if fresh[name] else None
-                if new is None or abs(new - old) > 1e-6:
-                    got = f"{new:+.6f}" if new is not None else "no reading"
-                    refuse(f"{RESULTS} [{key}][{value}][{name}]: read again it gave {got}, not "
-                           f"the stored {old:+.6f}; remove the entry to read it again")  # fmt: skip
+                new = fresh[name]["shift"] if fresh[name] else None
+                reproduces(f"[{key}][{value}][{name}]", new, kept[name]["shift"],
+                           "remove the entry to read it again", "read again it gave")  # fmt: skip
         done[value] = fresh
         save(results)
         print(key, value, json.dumps(fresh), flush=True)
@@ -565,11 +621,8 @@ def part_speed(backend: Any, vectors: VectorSet, results: dict[str, Any]) -> Non
 
     def rate(steering: Steering | None) -> float:
         started = time.perf_counter()
-        if steering is None:
+        with steering.apply(backend) if steering else contextlib.nullcontext():
             texts = backend.generate(prompts, params)
-        else:
-            with steering.apply(backend):
-                texts = backend.generate(prompts, params)
         seconds = time.perf_counter() - started
         tokens = sum(len(tokenizer(t[0], add_special_tokens=False)["input_ids"]) for t in texts)
         return tokens / seconds
@@ -768,9 +821,7 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
         return perplexity(backend)
 
     def answer(steering: Steering | None) -> str:
-        if steering is None:
-            return str(backend.generate([Chat(REACH_PROMPT)], params)[0][0])
-        with steering.apply(backend):
+        with steering.apply(backend) if steering else contextlib.nullcontext():
             return str(backend.generate([Chat(REACH_PROMPT)], params)[0][0])
 
     for value in values:
@@ -787,12 +838,17 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
             if name == "trained":
                 path = trained_file(results, runs, value)
             else:
-                path = runs / "vectors.safetensors"
+                path = mean_diff_file(runs)
                 if not path.exists():
                     refuse(f"no mean-diff vector file {path} for the {key} entry of {value}; "
                            f"run --part vectors (or --part success) first")  # fmt: skip
             identity = {"layer": entry["layer"], "calibrated_coef": entry["coef"],
                         "vectors_sha256": file_sha256(path), **settings}  # fmt: skip
+            sha = identity["vectors_sha256"]
+            if entry.get("vectors_sha256") not in (None, sha):
+                refuse(f"{RESULTS} [{key}][{value}] was measured with another vector file than "
+                       f"{path}; remove the entry and its folders, and run that part for "
+                       f"{value} again")  # fmt: skip
             kept = done.get(value)
             if kept is not None:
                 differ = [k for k in identity if kept.get(k) != identity[k]]
@@ -800,6 +856,10 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
                     refuse(f"{RESULTS} [reach][{name}][{value}] was swept with another "
                            f"{', '.join(differ)} than now; remove the entry and the folders "
                            f"{folder}/*-{value}* to sweep it again")  # fmt: skip
+                # Its first point audited the entry's setting afresh with this file and
+                # reproduced its shift: the entry was measured with this file.
+                entry["vectors_sha256"] = sha
+                save(results)
                 continue
             started = time.perf_counter()
             vectors = VectorSet.load(path)
@@ -816,13 +876,14 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
                                "answer": answer(steering)})  # fmt: skip
                 print("reach", name, value, f"coef {coef:.3g}", f"cost {cost:+.1%}",
                       f"shift {shift['shift']:+.3f}", flush=True)  # fmt: skip
-                stored = entry["instrument"]["shift"]
-                if len(points) == 1 and abs(shift["shift"] - stored) > 1e-6:
-                    refuse(f"{RESULTS} [reach][{name}][{value}]: at {key}'s coefficient the "
-                           f"shift came out {shift['shift']:+.6f}, not the stored {stored:+.6f}: "
-                           f"the model, the vector file or the numerics changed; remove the "
-                           f"{key} entry and the folders {folder}/*-{value}*, and run that "
-                           f"part for {value} again")  # fmt: skip
+                if len(points) == 1:
+                    reproduces(f"[reach][{name}][{value}]", shift["shift"],
+                               entry["instrument"]["shift"],
+                               f"the model, the vector file or the numerics changed; remove the "
+                               f"{key} entry and the folders {folder}/*-{value}*, and run that "
+                               f"part for {value} again",
+                               f"at {key}'s coefficient the shift came out")  # fmt: skip
+                    entry["vectors_sha256"] = sha  # as for a kept sweep, above
                 if not (np.isfinite(cost) and np.isfinite(shift["shift"])):
                     break  # the model's numbers overflowed: nothing further is a measurement
                 if shift["shift"] >= TARGET or cost + 1 >= REACH_CAP:
@@ -913,18 +974,19 @@ def bench() -> None:
 
     @functools.cache
     def vectors() -> VectorSet:  # extracted (minutes on a large model) only if a part needs it
-        return part_vectors(backend, results, runs / "vectors.safetensors")
+        return part_vectors(backend, results, mean_diff_file(runs))
 
     if "vectors" in parts:
         vectors()
     if "success" in parts:
-        part_success(backend, vectors(), values, results, success_key(), runs / "success")
+        part_success(backend, vectors(), values, results, success_key(), runs / "success",
+                     vec_path=mean_diff_file(runs))  # fmt: skip
     if "speed" in parts:
         part_speed(backend, vectors(), results)
     if "gated" in parts:
         key = "gated" if REFINE_STEPS else "gated_doubling"
         part_success(backend, vectors(), values[:3] if not args.values else values, results,
-                     key, runs / "gated", mode="gated")  # fmt: skip
+                     key, runs / "gated", mode="gated", vec_path=mean_diff_file(runs))  # fmt: skip
     if "tradeoff" in parts:
         part_tradeoff(backend, vectors(), values[:3] if not args.values else values, results,
                       runs)  # fmt: skip
