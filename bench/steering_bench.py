@@ -123,7 +123,7 @@ REPRODUCE = 1e-6  # the audits are deterministic: a shift measured again matches
 
 
 def reproduces(where: str, new: float | None, old: float, remedy: str,
-               how: str = "measured again it gave") -> None:  # fmt: skip
+               how: str) -> None:  # fmt: skip
     """Refuse unless a shift measured again (kept runs resumed, or audits repeated) matches
     the stored one: a difference means the model, a file or the numerics changed, and the
     stored figure can no longer be set beside new ones. A missing or non-finite reading never
@@ -274,10 +274,10 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
                 refuse(f"{RESULTS} [{key}][{value}] was measured with another vector file than "
                        f"{vec_path}; remove the entry and its folders in {runs} to measure it "
                        f"again")  # fmt: skip
-            add_flips(backend, vectors, instrument, value, key, done[value], mode, runs)
-            if vec_path and sha and not kept:
+            if vec_path and sha and not kept:  # first: a changed file is named as the cause
                 confirm_file(backend, vectors, instrument, value, key, done[value], mode, runs,
                              vec_path, sha)  # fmt: skip
+            add_flips(backend, vectors, instrument, value, key, done[value], mode, runs)
             save(results)
             continue
         started = time.perf_counter()
@@ -845,10 +845,13 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
             identity = {"layer": entry["layer"], "calibrated_coef": entry["coef"],
                         "vectors_sha256": file_sha256(path), **settings}  # fmt: skip
             sha = identity["vectors_sha256"]
+            part = {"success_optimized": "optimized", "success": "success",
+                    "success_doubling": "success --refine 0"}[key]  # fmt: skip
             if entry.get("vectors_sha256") not in (None, sha):
                 refuse(f"{RESULTS} [{key}][{value}] was measured with another vector file than "
-                       f"{path}; remove the entry and its folders, and run that part for "
-                       f"{value} again")  # fmt: skip
+                       f"{path}; remove that entry, its folders in {runs} and any "
+                       f"[reach][{name}][{value}] entry with {folder}/*-{value}*, then run "
+                       f"--part {part} --values {value} again")  # fmt: skip
             kept = done.get(value)
             if kept is not None:
                 differ = [k for k in identity if kept.get(k) != identity[k]]
@@ -856,8 +859,14 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
                     refuse(f"{RESULTS} [reach][{name}][{value}] was swept with another "
                            f"{', '.join(differ)} than now; remove the entry and the folders "
                            f"{folder}/*-{value}* to sweep it again")  # fmt: skip
-                # Its first point audited the entry's setting afresh with this file and
-                # reproduced its shift: the entry was measured with this file.
+                # Its first point audited the entry's setting afresh with this file; if it
+                # reproduced the entry's shift, the entry was measured with this file.
+                reproduces(f"[reach][{name}][{value}]", kept["points"][0]["instrument"]["shift"],
+                           entry["instrument"]["shift"],
+                           f"the {key} entry and the sweep disagree; remove both and the "
+                           f"folders {folder}/*-{value}*, then run --part {part} and --part "
+                           f"reach for {value} again",
+                           "the kept sweep's first point gave")  # fmt: skip
                 entry["vectors_sha256"] = sha
                 save(results)
                 continue
