@@ -216,10 +216,17 @@ def compared(plain: AuditResult, changed: AuditResult, value: str,
 
 
 def instrument_shift(
-    backend: Any, instrument: Instrument, value: str, steering: Steering | None, out: Path
+    backend: Any,
+    instrument: Instrument,
+    value: str,
+    steering: Steering | None,
+    out: Path,
+    plain_in: Path | None = None,
 ) -> dict[str, Any]:
-    """Score change of `value` on the items deciding it, steered minus plain (paired CI)."""
-    plain = audit_deciding(backend, instrument, value, out / f"plain-{value}")
+    """Score change of `value` on the items deciding it, steered minus plain (paired CI); the
+    plain run is kept in `plain_in` (default `out`), so a steered audit redone elsewhere can
+    resume the plain one it is compared with."""
+    plain = audit_deciding(backend, instrument, value, (plain_in or out) / f"plain-{value}")
     if steering is None:
         return {"score": plain.profile.scores[value].score}
     tag = "-".join(f"{t.layer}:{t.coef:g}" for t in steering.terms)
@@ -295,6 +302,13 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
         print(value, json.dumps(done[value]), flush=True)
 
 
+def entry_steering(vectors: VectorSet, value: str, entry: dict[str, Any], mode: Mode,
+                   path: Path | None = None, sha: str | None = None) -> Steering:  # fmt: skip
+    """The steering a calibrated entry was measured with (its layer and coefficient)."""
+    return Steering(vectors, [Term(value, entry["layer"], entry["coef"])], mode,
+                    str(path) if path else None, sha)  # fmt: skip
+
+
 def add_flips(backend: Any, vectors: VectorSet, instrument: Instrument, value: str,
               key: str, entry: dict[str, Any], mode: Mode, runs: Path) -> None:  # fmt: skip
     """Give an entry measured before the flip counts existed its `flipped_toward/away`: the
@@ -304,8 +318,8 @@ def add_flips(backend: Any, vectors: VectorSet, instrument: Instrument, value: s
     if "flipped_toward" in stored or "layer" not in entry:
         return
     print(f"{key} {value}: counting flipped items (from {runs}, or auditing again)", flush=True)
-    steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])], mode)
-    again = instrument_shift(backend, instrument, value, steering, runs)
+    again = instrument_shift(backend, instrument, value,
+                             entry_steering(vectors, value, entry, mode), runs)  # fmt: skip
     reproduces(f"[{key}][{value}]", again["shift"], stored["shift"],
                f"remove the entry and its folders in {runs} to measure it again",
                f"the audits in {runs} gave shift")  # fmt: skip
@@ -318,15 +332,15 @@ def confirm_file(backend: Any, vectors: VectorSet, instrument: Instrument, value
                  sha: str) -> None:  # fmt: skip
     """Give an entry measured before entries kept their vector file's hash its
     `vectors_sha256`: its steered audit again, afresh (the hash in the fingerprint, in
-    `runs`/confirmed), which must reproduce the stored shift; else the entry was measured
-    with another file and is refused."""
+    `runs`/confirmed; the plain run does not depend on the file and is resumed from `runs`),
+    which must reproduce the stored shift; else the entry was measured with another file and
+    is refused."""
     if "layer" not in entry:
         return
     folder = runs / "confirmed"
     print(f"{key} {value}: confirming the vector file by auditing afresh in {folder}", flush=True)
-    steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])], mode, str(path),
-                        sha)  # fmt: skip
-    again = instrument_shift(backend, instrument, value, steering, folder)
+    steering = entry_steering(vectors, value, entry, mode, path, sha)
+    again = instrument_shift(backend, instrument, value, steering, folder, plain_in=runs)
     reproduces(f"[{key}][{value}]", again["shift"], entry["instrument"]["shift"],
                f"it was measured with another file than {path}, or the model or numerics "
                f"changed; remove the entry and its folders in {runs} to measure it again",
@@ -530,7 +544,7 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
         asked = method(backend, items, "original", personas[value])
         steered = None
         if vectors is not None and entry is not None:
-            steering = Steering(vectors, [Term(value, entry["layer"], entry["coef"])])
+            steering = entry_steering(vectors, value, entry, "add")
             steered = method(SteeredBackend(backend, steering), items, "original", None)
         shown = (
             [o.p[o.order[0]] for r in plain for o in r.orders]
@@ -877,7 +891,7 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
             while True:
                 # The file's hash goes into each audit's fingerprint and its results.json.
                 steering = Steering(vectors, [Term(value, entry["layer"], coef)], "add",
-                                    str(path), identity["vectors_sha256"])  # fmt: skip
+                                    str(path), sha)  # fmt: skip
                 cost = steering.fluency_cost = fluency_cost(backend, steering, plain_ppl())
                 shift = instrument_shift(backend, instrument, value, steering, folder)
                 points.append({"coef": coef, "times_calibrated": coef / entry["coef"],

@@ -19,7 +19,7 @@ from valuescope.backends.base import Chat, LoglikelihoodRequest
 from valuescope.calibration import calibrate, default_layers
 from valuescope.contrast import load_contrast
 from valuescope.errors import UsageError
-from valuescope.optimize import Training, _plain_pass, train_direction
+from valuescope.optimize import Training, _plain_pass, _requests, train_direction
 from valuescope.steering import preference
 from valuescope.vectors import VectorSet, extract_vectors
 
@@ -43,7 +43,7 @@ def test_forward_scores_agree_with_the_log_likelihood_scorer(tiny_backend: Any) 
 def test_the_plain_pass_keeps_only_the_shared_contexts(tiny_backend: Any, tmp_path: Path) -> None:
     """Kept for the whole training, the plain distributions must not pin the batch's."""
     pairs = load_contrast(small_contrast(tmp_path)).of("power")[:3]
-    requests = [LoglikelihoodRequest(p.chat, a) for p in pairs for a in p.answers()]
+    requests = _requests(pairs)
     margins, contexts = _plain_pass(tiny_backend, requests)
     with torch.no_grad():
         means, full = tiny_backend.forward_scores(requests)
