@@ -17,7 +17,8 @@ matrix S of measured shifts (S[v, w] = change of v's preference per unit coeffic
 it solves S c = target by least squares within each value's fluency-safe range, then checks
 the joint fluency cost and scales all coefficients down together if it is over budget. It
 reports conflicts: value pairs whose vectors point together while the targets pull apart (or
-the reverse), and targets the solution misses.
+the reverse), and targets the coefficients miss, each with the fluency budget the trade-off
+law says it would need (a lower bound: measured costs grow faster past the budget).
 """
 
 from __future__ import annotations
@@ -200,6 +201,8 @@ class Composition:
     scaled: float
     conflicts: list[str]
     sensitivity: dict[str, dict[str, float]]
+    out_of_reach: dict[str, Miss] = field(default_factory=dict)
+    """Targets the coefficients miss by more than half, with what they would take."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,7 +240,7 @@ def compose(
     bounds = np.array([abs(calibrations[v].coef) for v in values])
     wanted = np.array([target[v] for v in values])
     solution = lsq_linear(matrix, wanted, bounds=(-bounds, bounds)).x
-    conflicts = _conflicts(values, target, matrix, solution, wanted)
+    conflicts = _conflicts(values, target, matrix)
     terms = [Term(v, layers[v], float(c)) for v, c in zip(values, solution, strict=True)]
     cost = fluency_cost(backend, Steering(vectors, terms, mode))
     scale = 1.0
@@ -251,30 +254,27 @@ def compose(
             f"together the vectors cost more fluency than the budget; all coefficients were "
             f"scaled by {scale:.2f}"
         )
-    expected = matrix @ solution
+    expected = {v: float(e) for v, e in zip(values, matrix @ solution, strict=True)}
+    out_of_reach = misses(target, expected, calibrations)
+    conflicts.extend(miss.message(v, budget) for v, miss in out_of_reach.items())
     return Composition(
         target=dict(target),
         coefs={t.value: t.coef for t in terms},
         layers=layers,
-        expected={v: float(e) for v, e in zip(values, expected, strict=True)},
+        expected=expected,
         fluency_cost=cost,
         scaled=scale,
         conflicts=conflicts,
         sensitivity={
             v: {w: float(matrix[i, j]) for j, w in enumerate(values)} for i, v in enumerate(values)
         },
+        out_of_reach=out_of_reach,
     )
 
 
-def _conflicts(
-    values: list[str],
-    target: Mapping[str, float],
-    matrix: np.ndarray,
-    solution: np.ndarray,
-    wanted: np.ndarray,
-) -> list[str]:
+def _conflicts(values: list[str], target: Mapping[str, float], matrix: np.ndarray) -> list[str]:
     """Pairs whose vectors move each other (by at least 30% of their own effect) against the
-    target's wish, and targets the bounded solution misses by more than half."""
+    target's wish."""
     found = []
     for i, v in enumerate(values):
         for j in range(i + 1, len(values)):
@@ -289,14 +289,119 @@ def _conflicts(
                 how = "raise each other" if aligned else "lower each other"
                 want = "the same way" if same_way else "in opposite directions"
                 found.append(f"{v} and {w}: their vectors {how}, but the target moves them {want}")
-    reached = matrix @ solution
-    for k, v in enumerate(values):
-        if abs(reached[k] - wanted[k]) > 0.5 * abs(wanted[k]):
-            found.append(
-                f"{v}: the target {wanted[k]:+.2f} is out of reach within the fluency budget "
-                f"(expected {reached[k]:+.2f} on the calibration pairs)"
-            )
     return found
+
+
+def law_budget(change: float, calibration: Calibration) -> float | None:
+    """The fluency cost at which `value` alone would move by `change` if the trade-off law held
+    from its calibrated setting on (shift linear in the coefficient, cost quadratic): cost x
+    (change / shift)^2. A lower bound in practice: past the budget, measured costs grow faster
+    than the square (docs/steering.md). None when the calibrated setting did not move the value
+    the requested way or cost nothing to measure from."""
+    if calibration.shift * change <= 0 or calibration.fluency_cost <= 0:
+        return None
+    return calibration.fluency_cost * (change / calibration.shift) ** 2
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A target the coefficients are expected to miss by more than half."""
+
+    target: float
+    expected: float
+    """Expected shift on the calibration pairs with the composed coefficients."""
+    law_budget: float | None
+    """The fluency cost the trade-off law says the value alone would need (`law_budget()`)."""
+
+    def message(self, value: str, budget: float) -> str:
+        """One line for the user that says what reaching the target would take."""
+        head = (
+            f"{value}: the target {self.target:+.2f} is out of reach within the {budget:.0%} "
+            f"fluency budget (expected {self.expected:+.2f} on the calibration pairs)"
+        )
+        need = self.law_budget
+        if need is None:
+            return (
+                f"{head}; no setting within the budget moved it that way, so a larger budget "
+                "may not help: try vectors made with another --method"
+            )
+        if need <= budget:
+            return (
+                f"{head}; alone, its vector reaches it within the budget (the trade-off law puts "
+                f"it at {need:+.0%}), so the other targets' vectors or their joint fluency cost "
+                "hold it back"
+            )
+        return (
+            f"{head}; by the trade-off law (shift linear in the coefficient, cost quadratic) it "
+            f"alone would need at least {cost_text(need)} (--fluency-budget {need:.2f}), and "
+            "measured costs grow faster than that past the budget"
+        )
+
+
+def cost_text(cost: float) -> str:
+    """A fluency cost as people read it: a percentage, or a multiple once it is large."""
+    return f"+{cost:.0%} perplexity" if cost < 9 else f"{1 + cost:.0f} times the plain perplexity"
+
+
+def reached(change: float, shift: Mapping[str, Any]) -> bool:
+    """The audit shows the target: the measured change is at least the target (in its
+    direction) and its CI excludes zero."""
+    measured, (low, high) = shift["shift"], shift["ci"]
+    if low is None or high is None:
+        return False
+    if change > 0:
+        return bool(measured >= change and low > 0)
+    return bool(measured <= change and high < 0)
+
+
+def reach_note(
+    value: str, change: float, shift: Mapping[str, Any], cost: float, instrument: str
+) -> str | None:
+    """For a target the audit does not show, what it would take (None when it is reached)."""
+    if reached(change, shift):
+        return None
+    low, high = shift["ci"]
+    ci = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
+    head = f"{value}: {shift['shift']:+.3f}{ci} measured on {instrument}, {change:+.2f} asked"
+    need = shift.get("law_budget")
+    if need is None:
+        return (
+            f"{head}; the change is not distinguishable from zero in the target's direction, so "
+            "a larger budget may not help"
+        )
+    return (
+        f"{head}; scaling these coefficients together until it is met would cost at least "
+        f"{cost_text(need)} by the trade-off law ({cost:+.1%} x ({change:+.2f} / "
+        f"{shift['shift']:+.3f})^2; --fluency-budget {need:.2f}), more where costs grow faster "
+        "than the square"
+    )
+
+
+def measured_law_budget(change: float, shift: Mapping[str, Any], cost: float) -> float | None:
+    """The fluency cost at which the audited change would reach `change` if every coefficient
+    were scaled up together and the trade-off law held: cost x (change / measured)^2. None when
+    the target is reached, the measured change's CI does not exclude zero on the target's side
+    (nothing to scale from), or the steering cost nothing."""
+    measured, (low, high) = shift["shift"], shift["ci"]
+    if low is None or high is None or cost <= 0:
+        return None
+    toward = low > 0 if change > 0 else high < 0
+    if not toward or abs(measured) >= abs(change):
+        return None
+    return float(cost * (change / measured) ** 2)
+
+
+def misses(
+    target: Mapping[str, float],
+    expected: Mapping[str, float],
+    calibrations: Mapping[str, Calibration],
+) -> dict[str, Miss]:
+    """Targets the coefficients are expected to miss by more than half, with the law's budget."""
+    return {
+        v: Miss(want, expected[v], law_budget(want, calibrations[v]))
+        for v, want in target.items()
+        if abs(expected[v] - want) > 0.5 * abs(want)
+    }
 
 
 @dataclass
@@ -442,6 +547,12 @@ def steer_to_target(
                          seed=seed, paraphrase=False, limit=limit)  # fmt: skip
     steered = run_audit(config, backend=backend, out=out, progress=progress, steering=steering)
     shifts = measured_shifts(plain, steered, seed)
+    for value, change in target.items():
+        if value in shifts:
+            shifts[value]["reached"] = reached(change, shifts[value])
+            shifts[value]["law_budget"] = measured_law_budget(
+                change, shifts[value], composition.fluency_cost
+            )
     steering.extra["measured_shift"] = shifts
     steered.steering = steering.as_dict()
     return SteerRun(steering, calibrations, composition, plain, steered, shifts)

@@ -31,8 +31,11 @@ def _svg(fig: Any) -> Markup:
 
 
 def run_label(doc: dict[str, Any], fallback: str) -> str:
-    """Short name of a run for legends: model, then persona/system prompt or steering."""
-    label = str(doc.get("label") or doc["model"]["name"])
+    """Short name of a run for legends: the label its writer gave it (the steer card's
+    "unsteered" and "steered"), else model, then persona/system prompt or steering."""
+    if doc.get("label"):
+        return str(doc["label"])
+    label = str(doc["model"]["name"])
     if doc.get("system"):
         system = str(doc["system"])
         label += f" · “{system[:40]}{'…' if len(system) > 40 else ''}”"

@@ -742,7 +742,7 @@ def steer(
     import json
 
     from .backends import load_white_box
-    from .calibration import parse_target, steer_to_target
+    from .calibration import parse_target, reach_note, steer_to_target
     from .card import write_card
     from .contrast import load_contrast
     from .errors import UsageError
@@ -775,8 +775,10 @@ def steer(
     for column in columns:
         table.add_column(column, justify="left" if column == "value" else "right")
     comp = run.composition
+    steering = docs[1]["steering"]  # as results.json has it: JSON has no NaN, so n/a is None
+    shifts = steering["measured_shift"]
     for value in wanted:
-        shift = run.shifts.get(value, {"shift": float("nan"), "ci": [None, None], "n": 0})
+        shift = shifts.get(value, {"shift": float("nan"), "ci": [None, None], "n": 0})
         low, high = shift["ci"]
         flipped = (
             f"+{shift['flipped_toward']} / -{shift['flipped_away']} of {shift['n']}"
@@ -797,7 +799,14 @@ def steer(
     out.print(f"fluency cost {comp.fluency_cost:+.1%} perplexity (budget {fluency_budget:.0%})")
     for conflict in comp.conflicts:
         out.print(f"conflict: {conflict}", markup=False)
-    (out_dir / "steering.json").write_text(json.dumps(run.steering.as_dict(), indent=1) + "\n")
+    for value, change in wanted.items():
+        if value in shifts:
+            note = reach_note(
+                value, change, shifts[value], comp.fluency_cost, run.plain.instrument.name
+            )
+            if note:
+                out.print(f"not reached: {note}", markup=False)
+    (out_dir / "steering.json").write_text(json.dumps(steering, indent=1) + "\n")
     out.print(f"results: {paths['results']} (unsteered: {out_dir / 'unsteered' / 'results.json'})")
     out.print(f"card:    {paths['card']}")
 
