@@ -3,7 +3,8 @@
 `steering_bench.py --part reach` raises each direction's coefficient by sqrt(2) a step from
 the calibrated one. If the shift grew linearly with the coefficient and the fluency cost with
 its square (the law of docs/steering.md), +0.25 would cost `cost0 * (0.25 / shift0) ** 2`,
-from the calibrated point's shift0 and cost0 alone. This prints that prediction per sweep,
+from the calibrated point's shift0 and cost0 alone (`valuescope.tradeoff.law_cost`, what
+`valuescope steer` says of a missed target). This prints that prediction per sweep,
 beside what the sweep measured: the cost's local exponent in the coefficient (2 is quadratic)
 at the first and fourth step, the perplexity up to which the shift stays at least 85% of the
 linear extrapolation (a lower bound where the sweep stopped at +0.25 while still linear), and
@@ -20,6 +21,8 @@ import math
 import sys
 from pathlib import Path
 from typing import Any
+
+from valuescope.tradeoff import law_cost
 
 HERE = Path(__file__).parent
 TARGET = 0.25
@@ -76,7 +79,7 @@ def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({
                 "model": model, "value": value, "direction": direction,
                 "shift0": shift0, "cost0": cost0,
-                "law": cost0 * (TARGET / shift0) ** 2 if shift0 >= TOO_SMALL else None,
+                "law": law_cost(cost0, shift0, TARGET) if shift0 >= TOO_SMALL else None,
                 "exponent_first": exponent(points, 0), "exponent_fourth": exponent(points, 3),
                 "linear_until": linear_until(points) if shift0 >= TOO_SMALL else None,
                 "reached": reached["fluency_cost"] + 1 if reached else None,

@@ -117,6 +117,51 @@ def test_card_html_escapes_without_a_browser(card_dir: Path) -> None:
     assert "<link" not in html
 
 
+def test_steering_result_reads_each_target_and_keeps_conflicts_inert(
+    browser: Any, card_dir: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    doc = json.loads((card_dir / "results.json").read_text())
+    shift = {"n": 6, "flipped_toward": 1, "flipped_away": 0}
+    doc["label"] = "steered"
+    doc["steering"] = {  # one target per way the table can read; the figures are made up
+        "mode": "add", "method": "mean-diff", "fluency_cost": 0.065, "fluency_budget": 0.1,
+        "terms": [{"value": "power", "layer": 1, "coef": 2.0}],
+        "target": {"power": 0.05, "benevolence": 0.25, "hedonism": -0.1, "tradition": 0.1},
+        "composition": {
+            "expected": {"power": 0.06, "benevolence": 0.1, "hedonism": -0.01, "tradition": 0.02},
+            "conflicts": [f"hedonism: out of reach {PAYLOAD}"],
+        },
+        "measured_shift": {
+            "power": {**shift, "shift": 0.06, "ci": [0.01, 0.1], "reached": True,
+                      "law_budget": None},
+            "benevolence": {**shift, "shift": 0.04, "ci": [0.02, 0.06], "reached": False,
+                            "law_budget": 2.68},
+            "hedonism": {**shift, "shift": 0.01, "ci": [None, None], "reached": False,
+                         "law_budget": None},
+        },
+    }  # fmt: skip
+    page = tmp_path / "steered.html"
+    page.write_text(render_card([doc]))
+    browser.get(page.as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.steering-result tr[data-value]")
+    cells = {r.get_attribute("data-value"): [c.text for c in r.find_elements(By.TAG_NAME, "td")]
+             for r in rows}  # fmt: skip
+    assert cells == {
+        "power": ["Power", "+0.05", "+0.06", "+0.060 [+0.010, +0.100]", "+1 / -0 of 6", "yes"],
+        "benevolence": ["Benevolence", "+0.25", "+0.10", "+0.040 [+0.020, +0.060]",
+                        "+1 / -0 of 6", "no: about +268% perplexity by the trade-off law"],
+        "hedonism": ["Hedonism", "-0.10", "-0.01", "+0.010", "+1 / -0 of 6", "no"],
+        "tradition": ["Tradition", "+0.10", "+0.02", "n/a", "n/a", "no items decide it"],
+    }  # fmt: skip
+    conflict = browser.find_element(By.CSS_SELECTOR, "ul.conflicts li").text
+    assert conflict == f"hedonism: out of reach {PAYLOAD}"  # shown as text, not run
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    assert browser.find_element(By.CSS_SELECTOR, "table.profile th + th").text == "steered"
+
+
 def test_questionnaire_and_pairwise_cards_show_their_checks(
     browser: Any, tiny_backend: Any, tmp_path: Path
 ) -> None:

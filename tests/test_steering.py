@@ -21,18 +21,13 @@ from valuescope.calibration import (
     REFINE,
     START,
     Calibration,
-    Miss,
-    _conflicts,
     calibrate,
     choice,
     compose,
-    law_budget,
-    measured_law_budget,
     misses,
+    pair_conflicts,
     paired_shift,
     parse_target,
-    reach_note,
-    reached,
 )
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
@@ -42,6 +37,7 @@ from valuescope.profile import value_evidence
 from valuescope.scoring import ItemResult, OrderResult
 from valuescope.steering import Steering, Term, fluency_cost, parse_steer
 from valuescope.taxonomy import Taxonomy, Value
+from valuescope.tradeoff import Miss, law_cost, measured_law_budget, reach_note, reached
 from valuescope.vectors import VectorSet, extract_vectors
 
 MINI = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
@@ -251,69 +247,30 @@ def test_conflicts_name_vectors_that_work_against_the_target() -> None:
     values = ["power", "benevolence", "hedonism"]
     # power and benevolence raise each other (cross 0.5 of own 1.0); hedonism is apart (0.1)
     matrix = np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.0], [0.1, 0.0, 1.0]])
-    same = _conflicts(values, {"power": 0.2, "benevolence": 0.1, "hedonism": -0.1}, matrix)
+    same = pair_conflicts(values, {"power": 0.2, "benevolence": 0.1, "hedonism": -0.1}, matrix)
     assert same == []  # they raise each other and the target wants both up
-    apart = _conflicts(values, {"power": 0.2, "benevolence": -0.1, "hedonism": 0.1}, matrix)
+    apart = pair_conflicts(values, {"power": 0.2, "benevolence": -0.1, "hedonism": 0.1}, matrix)
     assert apart == [
         "power and benevolence: their vectors raise each other, but the target moves them in "
         "opposite directions"
     ]
     matrix[0, 1] = matrix[1, 0] = -0.4
-    lower = _conflicts(values, {"power": 0.2, "benevolence": 0.1, "hedonism": 0.1}, matrix)
+    lower = pair_conflicts(values, {"power": 0.2, "benevolence": 0.1, "hedonism": 0.1}, matrix)
     assert lower == [
         "power and benevolence: their vectors lower each other, but the target moves them the "
         "same way"
     ]
 
 
-def test_a_missed_target_says_what_budget_the_law_would_need() -> None:
+def test_misses_carry_what_each_values_calibration_says() -> None:
     cals = {"power": _cal(0.05, 0.08), "benevolence": _cal(-0.02, 0.09), "hedonism": _cal(0.1, 0)}
     target = {"power": 0.25, "benevolence": 0.2, "hedonism": 0.2}
     found = misses(target, {"power": 0.05, "benevolence": 0.15, "hedonism": 0.09}, cals)
-    # benevolence is expected within half of its target; the others miss it
-    assert set(found) == {"power", "hedonism"}
-    assert found["power"] == Miss(0.25, 0.05, pytest.approx(0.08 * 25))  # cost x (0.25/0.05)^2
-    assert found["hedonism"].law_budget is None  # no cost measured: nothing to scale from
-    assert law_budget(0.2, cals["benevolence"]) is None  # its vector moved it the other way
-    assert law_budget(-0.1, cals["benevolence"]) == pytest.approx(0.09 * 25)
-    text = found["power"].message("power", 0.1)
-    assert text.startswith("power: the target +0.25 is out of reach within the 10% fluency budget")
-    assert "(expected +0.05 on the calibration pairs)" in text
-    assert "at least +200% perplexity (--fluency-budget 2.00)" in text
-    far = Miss(0.25, 0.01, law_budget(0.25, _cal(0.01, 0.08)))  # 0.08 x 625 = 50
-    assert "at least 51 times the plain perplexity (--fluency-budget 50.00)" in far.message(
-        "power", 0.1
-    )
-    assert "another --method" in found["hedonism"].message("hedonism", 0.1)
-    held = Miss(0.1, 0.02, 0.06).message("power", 0.1)  # alone it would get there in budget
-    assert (
-        "alone, its vector reaches it within the budget (the trade-off law puts it at +6%)" in held
-    )
-    assert "--fluency-budget" not in held
-
-
-def test_a_target_the_audit_does_not_show_says_what_scaling_up_would_cost() -> None:
-    short = {"shift": 0.05, "ci": [0.02, 0.08]}
-    assert not reached(0.25, short) and reached(0.04, short)
-    assert measured_law_budget(0.25, short, 0.08) == pytest.approx(0.08 * 25)
-    assert measured_law_budget(0.04, short, 0.08) is None  # reached: nothing to say
-    assert measured_law_budget(-0.25, short, 0.08) is None  # moved the other way
-    noisy = {"shift": 0.05, "ci": [-0.01, 0.11]}
-    assert not reached(0.04, noisy)  # the CI does not exclude zero
-    assert measured_law_budget(0.25, noisy, 0.08) is None
-    down = {"shift": -0.12, "ci": [-0.2, -0.05]}
-    assert reached(-0.1, down) and not reached(-0.2, down)
-    assert measured_law_budget(-0.24, down, 0.1) == pytest.approx(0.4)
-    note = reach_note("power", -0.24, {**down, "law_budget": 0.4}, 0.1, "schwartz-dilemmas")
-    assert note == (
-        "power: -0.120 [-0.200, -0.050] measured on schwartz-dilemmas, -0.24 asked; scaling these "
-        "coefficients together until it is met would cost at least +40% perplexity by the "
-        "trade-off law (+10.0% x (-0.24 / -0.120)^2; --fluency-budget 0.40), more where costs grow "
-        "faster than the square"
-    )
-    assert reach_note("power", -0.1, down, 0.1, "x") is None
-    vague = reach_note("power", 0.25, {**noisy, "law_budget": None}, 0.1, "x")
-    assert vague is not None and "not distinguishable from zero" in vague
+    # benevolence is expected within half of its target (0.15 of 0.2); the others miss it
+    assert found == {
+        "power": Miss(0.25, 0.05, 0.05, 0.08, pytest.approx(0.08 * 25)),  # cost x (0.25/0.05)^2
+        "hedonism": Miss(0.2, 0.09, 0.1, 0, None),  # no cost measured: nothing to scale from
+    }
 
 
 # -- the whole loop from the command line --------------------------------------------------
@@ -376,21 +333,31 @@ def _upholding_p(items_csv: Path, value: str) -> dict[str, float]:
     return out
 
 
-def test_steer_audits_steered_and_unsteered_and_reports_the_shift(
-    tiny_model_dir: Path, tmp_path: Path, browser: Any
-) -> None:
-    from selenium.webdriver.common.by import By
-
+@pytest.fixture(scope="module")
+def steer_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One `valuescope steer` from the command line: power up a little, benevolence far down."""
+    tmp_path = tmp_path_factory.mktemp("steer")
     model = f"hf:{tiny_model_dir}"
     vec = tmp_path / "v.safetensors"
     assert _cli("vectors", "-m", model, "--contrast", str(small_contrast(tmp_path)),
                 "--out", str(vec)).returncode == 0  # fmt: skip
-    done = _cli("steer", "-m", model, "--vectors", str(vec), "--target", "power=+0.1,benevolence=-0.9",
-                "--contrast", str(small_contrast(tmp_path)), "-i", MINI, "--method",
-                "likelihood", "--fluency-budget", "0.05", "--out", str(tmp_path / "s"))  # fmt: skip
+    done = _cli("steer", "-m", model, "--vectors", str(vec), "--target",
+                "power=+0.1,benevolence=-0.9", "--contrast", str(small_contrast(tmp_path)),
+                "-i", MINI, "--method", "likelihood", "--fluency-budget", "0.05",
+                "--out", str(tmp_path / "s"))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    steered = json.loads((tmp_path / "s" / "results.json").read_text())
-    plain = json.loads((tmp_path / "s" / "unsteered" / "results.json").read_text())
+    return {"dir": tmp_path, "out": tmp_path / "s", "done": done, "model": model, "vec": vec}
+
+
+def test_steer_audits_steered_and_unsteered_and_reports_the_shift(steer_run: Any) -> None:
+    tmp_path, out, done, vec = (
+        steer_run["dir"],
+        steer_run["out"],
+        steer_run["done"],
+        steer_run["vec"],
+    )
+    steered = json.loads((out / "results.json").read_text())
+    plain = json.loads((out / "unsteered" / "results.json").read_text())
     st = steered["steering"]
     assert plain["steering"] is None and st["target"] == {"power": 0.1, "benevolence": -0.9}
     assert st["fluency_cost"] <= 0.05 or st["composition"]["scaled"] < 1 / 32
@@ -399,75 +366,74 @@ def test_steer_audits_steered_and_unsteered_and_reports_the_shift(
     assert shift["shift"] == pytest.approx(  # results.json rounds to 6 decimals
         steered["profile"]["power"]["score"] - plain["profile"]["power"]["score"], abs=3e-6
     )
-    before = _upholding_p(tmp_path / "s" / "unsteered" / "items.csv", "power")
-    after = _upholding_p(tmp_path / "s" / "items.csv", "power")
+    before = _upholding_p(out / "unsteered" / "items.csv", "power")
+    after = _upholding_p(out / "items.csv", "power")
     assert shift["n"] == len(before) == len(after) > 0
     toward = sum(before[i] < 0.5 < after[i] for i in before)
     away = sum(after[i] < 0.5 < before[i] for i in before)
     assert (shift["flipped_toward"], shift["flipped_away"]) == (toward, away)
     assert f"+{toward} / -{away} of {shift['n']}" in done.stdout
-    card = (tmp_path / "s" / "card.html").read_text()
+    card = (out / "card.html").read_text()
     assert "Steering trade-off" in card and card.count("<svg") == 2
     assert "unsteered" in card and "fluency cost" in card
 
     def no_nan(name: str) -> None:
         raise AssertionError(f"steering.json holds {name}, which is not JSON")
 
-    kept = json.loads((tmp_path / "s" / "steering.json").read_text(), parse_constant=no_nan)
-    assert kept == st  # the same as results.json's field, undefined figures as null
-    # -0.9 is far out of reach at 5%: said on the console, in the results and on the card,
-    # with the budget the trade-off law would need from the value's own calibration
+    kept = json.loads((out / "steering.json").read_text(), parse_constant=no_nan)
+    assert kept["measured_shift"] == st["measured_shift"]
+    # -0.9 is far out of reach at 5%: the miss keeps what benevolence's own calibration says,
+    # and the console says why and what it would take (tests/test_tradeoff.py: each reason)
     cal = st["calibration"]["benevolence"]
     miss = st["composition"]["out_of_reach"]["benevolence"]
-    assert (
-        miss["target"] == -0.9 and miss["expected"] == st["composition"]["expected"]["benevolence"]
-    )
-    if cal["shift"] < 0 and cal["fluency_cost"] > 0:
-        assert miss["law_budget"] == pytest.approx(cal["fluency_cost"] * (0.9 / cal["shift"]) ** 2)
-        held_back = miss["law_budget"] <= 0.05  # alone it would get there; the others stop it
-        remedy = "hold it back" if held_back else f"(--fluency-budget {miss['law_budget']:.2f})"
-    else:
-        assert miss["law_budget"] is None
-        remedy = "try vectors made with another --method"
+    assert miss == {"target": -0.9, "expected": st["composition"]["expected"]["benevolence"],
+                    "alone": cal["shift"], "alone_cost": cal["fluency_cost"],
+                    "law_budget": law_cost(cal["fluency_cost"], cal["shift"], -0.9)}  # fmt: skip
     console = " ".join(done.stdout.split())
-    assert (
-        "conflict: benevolence: the target -0.90 is out of reach within the 5% fluency" in console
-    )
-    assert remedy in console
-    browser.get((tmp_path / "s" / "card.html").as_uri())
+    assert f"conflict: {Miss(**miss).message('benevolence', 0.05)}" in console
+    assert "power" not in st["composition"]["out_of_reach"] or "conflict: power: " in console
+    # after the audit: reached or not, and the law read on the instrument
+    for value, change in st["target"].items():
+        measured = st["measured_shift"][value]
+        assert measured["reached"] == reached(change, measured)
+        need = measured_law_budget(change, measured, st["fluency_cost"])
+        if need is None:
+            assert measured["law_budget"] is None
+        else:  # results.json rounds to 6 decimals
+            assert measured["law_budget"] == pytest.approx(need, rel=1e-4)
+        note = reach_note(value, change, measured, st["fluency_cost"], "mini-dilemmas")
+        assert (
+            (f"not reached: {note}" in console)
+            if note
+            else ("not reached: " + value) not in console
+        )
+    assert not st["measured_shift"]["benevolence"]["reached"]
+    assert "reached" not in st["measured_shift"]["hedonism"]  # not a target
+    bad = _cli("steer", "-m", steer_run["model"], "--vectors", str(vec), "--target",
+               "tradition=+0.1", "-i", MINI, "--out", str(tmp_path / "bad"))  # fmt: skip
+    assert bad.returncode == 2 and "no vector for value 'tradition'" in bad.stderr
+
+
+def test_the_steer_card_shows_the_result_per_target(steer_run: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    st = json.loads((steer_run["out"] / "results.json").read_text())["steering"]
+    browser.get((steer_run["out"] / "card.html").as_uri())
+    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.profile th")]
+    assert header == ["value", "unsteered", "steered"]  # was "steered · steered"
     rows = browser.find_elements(By.CSS_SELECTOR, "table.steering-result tr[data-value]")
     cells = {r.get_attribute("data-value"): [c.text for c in r.find_elements(By.TAG_NAME, "td")]
              for r in rows}  # fmt: skip
     assert list(cells) == ["power", "benevolence"]
-    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.profile th")]
-    assert header == ["value", "unsteered", "steered"]  # was "steered · steered"
-    measured = st["measured_shift"]["benevolence"]
-    low, high = measured["ci"]
-    assert cells["benevolence"][1:4] == [
-        "-0.90",
-        f"{miss['expected']:+.2f}",
-        f"{measured['shift']:+.3f} [{low:+.3f}, {high:+.3f}]",
-    ]
-    assert measured["reached"] is False and st["measured_shift"]["power"]["reached"] == (
-        shift["shift"] >= 0.1 and shift["ci"][0] > 0
-    )
-    assert "reached" not in st["measured_shift"]["hedonism"]  # not a target
-    cost = st["fluency_cost"]
-    if high < 0:  # measured the target's way: what scaling up would cost, by the law
-        need = cost * (0.9 / measured["shift"]) ** 2
-        assert measured["law_budget"] == pytest.approx(need)
-        assert (
-            cells["benevolence"][5]
-            == f"no: by the trade-off law, at least {100 * need:+.0f}% perplexity"
-        )
-        assert f"--fluency-budget {need:.2f})" in console
-    else:
-        assert measured["law_budget"] is None and cells["benevolence"][5] == "no"
-        assert "not distinguishable from zero in the target's direction" in console
-    assert "not reached: benevolence: " in console
-    assert cells["power"][5].startswith("yes" if st["measured_shift"]["power"]["reached"] else "no")
+    for value, change in st["target"].items():
+        measured = st["measured_shift"][value]
+        low, high = measured["ci"]
+        ci = f" [{low:+.3f}, {high:+.3f}]" if low is not None else ""
+        assert cells[value][1:4] == [
+            f"{change:+.2f}",
+            f"{st['composition']['expected'][value]:+.2f}",
+            f"{measured['shift']:+.3f}{ci}",
+        ]
+        assert cells[value][5].startswith("yes" if measured["reached"] else "no")
     listed = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "ul.conflicts li")]
-    assert any(c.startswith("benevolence: the target -0.90") and remedy in c for c in listed)
-    bad = _cli("steer", "-m", model, "--vectors", str(vec), "--target", "tradition=+0.1",
-               "-i", MINI, "--out", str(tmp_path / "bad"))  # fmt: skip
-    assert bad.returncode == 2 and "no vector for value 'tradition'" in bad.stderr
+    assert listed == st["composition"]["conflicts"]

@@ -17,8 +17,8 @@ matrix S of measured shifts (S[v, w] = change of v's preference per unit coeffic
 it solves S c = target by least squares within each value's fluency-safe range, then checks
 the joint fluency cost and scales all coefficients down together if it is over budget. It
 reports conflicts: value pairs whose vectors point together while the targets pull apart (or
-the reverse), and targets the coefficients miss, each with the fluency budget the trade-off
-law says it would need (a lower bound: measured costs grow faster past the budget).
+the reverse), and targets the coefficients miss, each with why and, where the trade-off law
+can say, what it would cost (`tradeoff`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .profile import bootstrap_ci, value_evidence
 from .scoring import ItemResult
 from .steering import Mode, Steering, Term, fluency_cost, perplexity, preference
 from .taxonomy import Taxonomy
+from .tradeoff import Miss, law_cost, measured_law_budget, reached
 from .vectors import VectorSet, check_model
 
 ProgressHook = Callable[[str, int, int], None]
@@ -240,7 +241,7 @@ def compose(
     bounds = np.array([abs(calibrations[v].coef) for v in values])
     wanted = np.array([target[v] for v in values])
     solution = lsq_linear(matrix, wanted, bounds=(-bounds, bounds)).x
-    conflicts = _conflicts(values, target, matrix)
+    conflicts = pair_conflicts(values, target, matrix)
     terms = [Term(v, layers[v], float(c)) for v, c in zip(values, solution, strict=True)]
     cost = fluency_cost(backend, Steering(vectors, terms, mode))
     scale = 1.0
@@ -272,7 +273,7 @@ def compose(
     )
 
 
-def _conflicts(values: list[str], target: Mapping[str, float], matrix: np.ndarray) -> list[str]:
+def pair_conflicts(values: list[str], target: Mapping[str, float], matrix: np.ndarray) -> list[str]:
     """Pairs whose vectors move each other (by at least 30% of their own effect) against the
     target's wish."""
     found = []
@@ -292,116 +293,20 @@ def _conflicts(values: list[str], target: Mapping[str, float], matrix: np.ndarra
     return found
 
 
-def law_budget(change: float, calibration: Calibration) -> float | None:
-    """The fluency cost at which `value` alone would move by `change` if the trade-off law held
-    from its calibrated setting on (shift linear in the coefficient, cost quadratic): cost x
-    (change / shift)^2. A lower bound in practice: past the budget, measured costs grow faster
-    than the square (docs/steering.md). None when the calibrated setting did not move the value
-    the requested way or cost nothing to measure from."""
-    if calibration.shift * change <= 0 or calibration.fluency_cost <= 0:
-        return None
-    return calibration.fluency_cost * (change / calibration.shift) ** 2
-
-
-@dataclass(frozen=True)
-class Miss:
-    """A target the coefficients are expected to miss by more than half."""
-
-    target: float
-    expected: float
-    """Expected shift on the calibration pairs with the composed coefficients."""
-    law_budget: float | None
-    """The fluency cost the trade-off law says the value alone would need (`law_budget()`)."""
-
-    def message(self, value: str, budget: float) -> str:
-        """One line for the user that says what reaching the target would take."""
-        head = (
-            f"{value}: the target {self.target:+.2f} is out of reach within the {budget:.0%} "
-            f"fluency budget (expected {self.expected:+.2f} on the calibration pairs)"
-        )
-        need = self.law_budget
-        if need is None:
-            return (
-                f"{head}; no setting within the budget moved it that way, so a larger budget "
-                "may not help: try vectors made with another --method"
-            )
-        if need <= budget:
-            return (
-                f"{head}; alone, its vector reaches it within the budget (the trade-off law puts "
-                f"it at {need:+.0%}), so the other targets' vectors or their joint fluency cost "
-                "hold it back"
-            )
-        return (
-            f"{head}; by the trade-off law (shift linear in the coefficient, cost quadratic) it "
-            f"alone would need at least {cost_text(need)} (--fluency-budget {need:.2f}), and "
-            "measured costs grow faster than that past the budget"
-        )
-
-
-def cost_text(cost: float) -> str:
-    """A fluency cost as people read it: a percentage, or a multiple once it is large."""
-    return f"+{cost:.0%} perplexity" if cost < 9 else f"{1 + cost:.0f} times the plain perplexity"
-
-
-def reached(change: float, shift: Mapping[str, Any]) -> bool:
-    """The audit shows the target: the measured change is at least the target (in its
-    direction) and its CI excludes zero."""
-    measured, (low, high) = shift["shift"], shift["ci"]
-    if low is None or high is None:
-        return False
-    if change > 0:
-        return bool(measured >= change and low > 0)
-    return bool(measured <= change and high < 0)
-
-
-def reach_note(
-    value: str, change: float, shift: Mapping[str, Any], cost: float, instrument: str
-) -> str | None:
-    """For a target the audit does not show, what it would take (None when it is reached)."""
-    if reached(change, shift):
-        return None
-    low, high = shift["ci"]
-    ci = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
-    head = f"{value}: {shift['shift']:+.3f}{ci} measured on {instrument}, {change:+.2f} asked"
-    need = shift.get("law_budget")
-    if need is None:
-        return (
-            f"{head}; the change is not distinguishable from zero in the target's direction, so "
-            "a larger budget may not help"
-        )
-    return (
-        f"{head}; scaling these coefficients together until it is met would cost at least "
-        f"{cost_text(need)} by the trade-off law ({cost:+.1%} x ({change:+.2f} / "
-        f"{shift['shift']:+.3f})^2; --fluency-budget {need:.2f}), more where costs grow faster "
-        "than the square"
-    )
-
-
-def measured_law_budget(change: float, shift: Mapping[str, Any], cost: float) -> float | None:
-    """The fluency cost at which the audited change would reach `change` if every coefficient
-    were scaled up together and the trade-off law held: cost x (change / measured)^2. None when
-    the target is reached, the measured change's CI does not exclude zero on the target's side
-    (nothing to scale from), or the steering cost nothing."""
-    measured, (low, high) = shift["shift"], shift["ci"]
-    if low is None or high is None or cost <= 0:
-        return None
-    toward = low > 0 if change > 0 else high < 0
-    if not toward or abs(measured) >= abs(change):
-        return None
-    return float(cost * (change / measured) ** 2)
-
-
 def misses(
     target: Mapping[str, float],
     expected: Mapping[str, float],
     calibrations: Mapping[str, Calibration],
 ) -> dict[str, Miss]:
-    """Targets the coefficients are expected to miss by more than half, with the law's budget."""
-    return {
-        v: Miss(want, expected[v], law_budget(want, calibrations[v]))
-        for v, want in target.items()
-        if abs(expected[v] - want) > 0.5 * abs(want)
-    }
+    """Targets the coefficients are expected to miss by more than half, with what the value's
+    own calibration says about them."""
+    found = {}
+    for v, want in target.items():
+        if abs(expected[v] - want) > 0.5 * abs(want):
+            cal = calibrations[v]
+            need = law_cost(cal.fluency_cost, cal.shift, want)
+            found[v] = Miss(want, expected[v], cal.shift, cal.fluency_cost, need)
+    return found
 
 
 @dataclass

@@ -742,18 +742,19 @@ def steer(
     import json
 
     from .backends import load_white_box
-    from .calibration import parse_target, reach_note, steer_to_target
+    from .calibration import parse_target, steer_to_target
     from .card import write_card
     from .contrast import load_contrast
     from .errors import UsageError
     from .progress import progress_bar
     from .report import results_json, write_results
     from .steering import check_mode
+    from .tradeoff import MAX_BUDGET, reach_note
     from .vectors import VectorSet
 
     wanted = parse_target(target)
     steer_mode = check_mode(mode, "--mode")
-    if not 0 < fluency_budget < 10:
+    if not 0 < fluency_budget < MAX_BUDGET:
         raise UsageError(f"--fluency-budget {fluency_budget}: give a share, e.g. 0.10 for 10%")
     found = VectorSet.load(vectors_file)
     for value in wanted:

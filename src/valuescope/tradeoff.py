@@ -1,0 +1,134 @@
+"""The trade-off law, read back to the user: what a target steering missed would cost.
+
+Published work on representation engineering finds the steered behaviour growing linearly with
+the vector's size and the damage quadratically. If that held, a setting that moved a value by
+`shift` at fluency cost `cost` would move it by `change` at cost x (change / shift)^2. That is
+an estimate, not a promise: in the sweeps of docs/steering.md the cost grows about as the
+square near the budget and faster past it, so where a goal was reached it cost more than this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BUDGET = 10.0
+"""`--fluency-budget` is a share below this (11 times the plain perplexity)."""
+
+
+def law_cost(cost: float, shift: float, change: float) -> float | None:
+    """The fluency cost at which a setting that moved `shift` at `cost` would move `change`.
+
+    None when the setting moved the other way or not at all, or cost nothing measurable (a
+    perplexity that did not rise gives the law nothing to scale)."""
+    if shift * change <= 0 or cost <= 0:
+        return None
+    return float(cost * (change / shift) ** 2)
+
+
+def cost_text(cost: float) -> str:
+    """A fluency cost as people read it: a percentage, or a multiple once it is large."""
+    return f"+{cost:.0%} perplexity" if cost < 9 else f"{1 + cost:.0f} times the plain perplexity"
+
+
+def budget_hint(cost: float) -> str:
+    """The flag that asks for `cost`, or that no flag can."""
+    if cost < MAX_BUDGET:
+        return f"--fluency-budget {cost:.2f}"
+    return f"beyond what --fluency-budget allows (below {MAX_BUDGET:g})"
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A target the composed coefficients are expected to miss by more than half, with what
+    the value's own calibration (its best setting within the budget) says about it."""
+
+    target: float
+    expected: float
+    """Expected shift on the calibration pairs with the composed coefficients."""
+    alone: float
+    """The value's calibrated shift on its own (best within the budget)."""
+    alone_cost: float
+    law_budget: float | None
+    """`law_cost` from the calibrated setting."""
+
+    def message(self, value: str, budget: float) -> str:
+        """One line for the user that says why, and what reaching the target would take."""
+        head = (
+            f"{value}: the target {self.target:+.2f} is out of reach within the {budget:.0%} "
+            f"fluency budget (expected {self.expected:+.2f} on the calibration pairs)"
+        )
+        if abs(self.alone - self.target) <= 0.5 * abs(self.target):
+            return (
+                f"{head}; alone, its vector gets there ({self.alone:+.2f}), so the other "
+                "targets' vectors or their joint fluency cost hold it back"
+            )
+        if self.alone * self.target <= 0:
+            return (
+                f"{head}; no setting within the budget moved it that way, so a larger budget "
+                "may not help: try vectors made with another --method"
+            )
+        need = self.law_budget
+        if need is None:
+            return (
+                f"{head}; alone it moves {self.alone:+.2f} at no measurable fluency cost, so the "
+                "trade-off law gives no estimate"
+            )
+        if need <= budget:
+            return (
+                f"{head}; alone it moves only {self.alone:+.2f}: its shift stops growing within "
+                f"the budget, sooner than the trade-off law says ({need:+.0%})"
+            )
+        return (
+            f"{head}; alone, by the trade-off law (shift linear in the coefficient, cost "
+            f"quadratic), it would need about {cost_text(need)} ({budget_hint(need)}); the "
+            "sweeps measured so far cost more than the law past the budget"
+        )
+
+
+def reached(change: float, shift: Mapping[str, Any]) -> bool:
+    """The audit shows the target: the measured change is at least the target (in its
+    direction) and its CI excludes zero (the goal's test in the issue that asked for it)."""
+    measured, (low, high) = shift["shift"], shift["ci"]
+    if low is None or high is None:
+        return False
+    if change > 0:
+        return bool(measured >= change and low > 0)
+    return bool(measured <= change and high < 0)
+
+
+def measured_law_budget(change: float, shift: Mapping[str, Any], cost: float) -> float | None:
+    """What scaling every coefficient up together would cost to reach `change` on the
+    instrument, by the law from the audited change. None when the target is reached or the
+    measured change's CI does not exclude zero on the target's side (nothing to scale from)."""
+    low, high = shift["ci"]
+    if reached(change, shift) or low is None or high is None:
+        return None
+    if not (low > 0 if change > 0 else high < 0):
+        return None
+    return law_cost(cost, shift["shift"], change)
+
+
+def reach_note(
+    value: str, change: float, shift: Mapping[str, Any], cost: float, instrument: str
+) -> str | None:
+    """For a target the audit does not show, why and what it would take (None if reached)."""
+    if reached(change, shift):
+        return None
+    measured, (low, high) = shift["shift"], shift["ci"]
+    ci = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
+    head = f"{value}: {measured:+.3f}{ci} measured on {instrument}, {change:+.2f} asked"
+    need = shift.get("law_budget")
+    if need is not None:
+        return (
+            f"{head}; scaling these coefficients together until it is met would cost about "
+            f"{cost_text(need)} by the trade-off law ({cost:+.1%} x ({change:+.2f} / "
+            f"{measured:+.3f})^2; {budget_hint(need)}); the sweeps measured so far cost more "
+            "than the law past the budget"
+        )
+    if low is not None and high is not None and (high < 0 if change > 0 else low > 0):
+        return f"{head}; steering moved it the other way"
+    if low is not None and high is not None and (low > 0 if change > 0 else high < 0):
+        return f"{head}; the steering cost no measurable fluency, so the law gives no estimate"
+    return f"{head}; the change is not distinguishable from zero, so a larger budget may not help"
