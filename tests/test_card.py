@@ -152,7 +152,8 @@ def test_steering_result_reads_each_target_and_keeps_conflicts_inert(
         "power": ["Power", "+0.05", "+0.06", "+0.060 [+0.010, +0.100]", "+1 / -0 of 6", "yes"],
         "benevolence": ["Benevolence", "+0.25", "+0.10", "+0.040 [+0.020, +0.060]",
                         "+1 / -0 of 6", "no: about +268% perplexity by the trade-off law"],
-        "hedonism": ["Hedonism", "-0.10", "-0.01", "+0.010", "+1 / -0 of 6", "no"],
+        "hedonism": ["Hedonism", "-0.10", "-0.01", "+0.010", "+1 / -0 of 6",
+                     "no: too few items for a CI"],
         "tradition": ["Tradition", "+0.10", "+0.02", "n/a", "n/a", "no items decide it"],
     }  # fmt: skip
     conflict = browser.find_element(By.CSS_SELECTOR, "ul.conflicts li").text

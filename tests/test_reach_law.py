@@ -55,6 +55,9 @@ def test_a_sweep_that_follows_the_law_reaches_where_the_law_says(tmp_path: Path)
     last = follows["points"][-1]
     assert power["reached"] == pytest.approx(last["fluency_cost"] + 1)  # the first step >= 0.25
     assert power["linear_until"] == pytest.approx(last["fluency_cost"] + 1)  # linear throughout
+    assert last["coef"] == pytest.approx(
+        2.0 * 2**2.5
+    )  # the sweep stopped at the first step past 10
     assert hedonism["law"] == pytest.approx(2.5)  # the same start predicts the same
     assert hedonism["exponent_first"] == pytest.approx(4.0)
     # shift 0.1 at coef 4 is linear (the step at 5.66 is 0.1 < 0.85 x 0.141): cost 0.1 x 2^4

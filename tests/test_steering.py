@@ -333,6 +333,12 @@ def _upholding_p(items_csv: Path, value: str) -> dict[str, float]:
     return out
 
 
+def _rounded(figure: float, cost: float, shift: float) -> Any:
+    """`figure` = cost x (change / shift)^2, recomputed from the 6 decimals results.json keeps:
+    equal within what that rounding can move it."""
+    return pytest.approx(figure, rel=1e-6 / abs(cost) + 2.5e-6 / abs(shift) + 1e-6)
+
+
 @pytest.fixture(scope="module")
 def steer_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One `valuescope steer` from the command line: power up a little, benevolence far down."""
@@ -386,12 +392,14 @@ def test_steer_audits_steered_and_unsteered_and_reports_the_shift(steer_run: Any
     # and the console says why and what it would take (tests/test_tradeoff.py: each reason)
     cal = st["calibration"]["benevolence"]
     miss = st["composition"]["out_of_reach"]["benevolence"]
+    need = law_cost(cal["fluency_cost"], cal["shift"], -0.9)
     assert miss == {"target": -0.9, "expected": st["composition"]["expected"]["benevolence"],
                     "alone": cal["shift"], "alone_cost": cal["fluency_cost"],
-                    "law_budget": law_cost(cal["fluency_cost"], cal["shift"], -0.9)}  # fmt: skip
+                    "law_budget": need and _rounded(need, cal["fluency_cost"], cal["shift"])}  # fmt: skip
     console = " ".join(done.stdout.split())
     assert f"conflict: {Miss(**miss).message('benevolence', 0.05)}" in console
-    assert "power" not in st["composition"]["out_of_reach"] or "conflict: power: " in console
+    for value in st["composition"]["out_of_reach"]:
+        assert f"conflict: {value}: the " in console
     # after the audit: reached or not, and the law read on the instrument
     for value, change in st["target"].items():
         measured = st["measured_shift"][value]
@@ -399,9 +407,9 @@ def test_steer_audits_steered_and_unsteered_and_reports_the_shift(steer_run: Any
         need = measured_law_budget(change, measured, st["fluency_cost"])
         if need is None:
             assert measured["law_budget"] is None
-        else:  # results.json rounds to 6 decimals
-            assert measured["law_budget"] == pytest.approx(need, rel=1e-4)
-        note = reach_note(value, change, measured, st["fluency_cost"], "mini-dilemmas")
+        else:
+            assert measured["law_budget"] == _rounded(need, st["fluency_cost"], measured["shift"])
+        note = reach_note(value, change, measured, st["fluency_cost"], 0.05, "mini-dilemmas")
         assert (
             (f"not reached: {note}" in console)
             if note

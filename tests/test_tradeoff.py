@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from valuescope.tradeoff import (
@@ -11,7 +13,9 @@ from valuescope.tradeoff import (
     cost_text,
     law_cost,
     measured_law_budget,
+    outcome,
     reach_note,
+    reach_verdict,
     reached,
 )
 
@@ -25,12 +29,14 @@ def test_the_law_scales_the_cost_with_the_square_of_the_shift() -> None:
     assert law_cost(-0.01, 0.1, 0.2) is None  # perplexity fell a little
     assert cost_text(2.0) == "+200% perplexity"
     assert cost_text(49.0) == "50 times the plain perplexity"
-    assert budget_hint(2.0) == "--fluency-budget 2.00"
-    assert budget_hint(MAX_BUDGET) == "beyond what --fluency-budget allows (below 10)"
+    assert budget_hint(2.678) == "--fluency-budget 2.68"
+    assert budget_hint(0.0042) == "--fluency-budget 0.0042"  # never rounded to 0, which is refused
+    assert budget_hint(9.996) == "beyond what --fluency-budget allows (below 10)"  # "10" is refused
+    assert budget_hint(MAX_BUDGET * 5) == "beyond what --fluency-budget allows (below 10)"
 
 
-def _miss(alone: float, cost: float, target: float = 0.25) -> Miss:
-    return Miss(target, 0.05, alone, cost, law_cost(cost, alone, target))
+def _miss(alone: float, cost: float, target: float = 0.25, expected: float = 0.05) -> Miss:
+    return Miss(target, expected, alone, cost, law_cost(cost, alone, target))
 
 
 def test_a_missed_target_says_why_and_what_it_would_take() -> None:
@@ -42,35 +48,41 @@ def test_a_missed_target_says_why_and_what_it_would_take() -> None:
 
     assert says(_miss(0.05, 0.08)) == (  # the law from the calibrated setting
         "alone, by the trade-off law (shift linear in the coefficient, cost quadratic), it would "
-        "need about +200% perplexity (--fluency-budget 2.00); the sweeps measured so far cost "
-        "more than the law past the budget"
+        "need about +200% perplexity (--fluency-budget 2); the sweeps measured so far cost more "
+        "than the law past the budget"
     )
     assert "about 51 times the plain perplexity (beyond what --fluency-budget allows" in says(
         _miss(0.01, 0.08)  # 0.08 x 625 = 50
     )
-    assert says(_miss(0.2, 0.09)) == (  # 0.2 is within half of 0.25: the others stop it
-        "alone, its vector gets there (+0.20), so the other targets' vectors or their joint "
-        "fluency cost hold it back"
-    )
+    held = "alone, its vector gets there ({}), so the other targets' vectors or their joint "
+    assert says(_miss(0.2, 0.09)).startswith(held.format("+0.20"))  # within half of 0.25
+    assert says(_miss(0.6, 0.09)).startswith(held.format("+0.60"))  # and past it
     assert "try vectors made with another --method" in says(_miss(-0.02, 0.09))
+    assert "try vectors made with another --method" in says(_miss(0.0, 0.09))
     assert "no measurable fluency cost" in says(_miss(0.1, 0.0))
-    # the law says 0.25 fits in the budget, yet calibration got only 0.1 within it
+    # the law puts 0.25 inside the budget (0.01 x 6.25), yet calibration got only 0.1 in it
     assert says(_miss(0.1, 0.01)) == (
-        "alone it moves only +0.10: its shift stops growing within the budget, sooner than the "
-        "trade-off law says (+6%)"
+        "alone it moves only +0.10 within the budget, where the trade-off law would put the "
+        "target at +6%: its shift grew less than linearly, or the sweep reached its largest "
+        "coefficient"
     )
+    over = _miss(0.3, 0.09, expected=0.4).message("power", 0.1)  # the others push it past
+    assert over.startswith("power: the coefficients overshoot the target +0.25 (expected +0.40")
 
 
-def test_reached_means_the_target_with_a_ci_clear_of_zero() -> None:
+def test_the_audit_outcome_reads_the_ci_before_the_point() -> None:
     short = {"shift": 0.05, "ci": [0.02, 0.08]}
-    assert not reached(0.25, short) and reached(0.04, short)
-    assert not reached(0.04, {"shift": 0.05, "ci": [-0.01, 0.11]})  # CI includes zero
-    assert not reached(0.04, {"shift": 0.05, "ci": [None, None]})  # one item: no CI
+    assert outcome(0.25, short) == "toward" and outcome(0.04, short) == "reached"
+    assert outcome(-0.04, short) == "other-way"
+    assert outcome(0.04, {"shift": 0.05, "ci": [-0.01, 0.11]}) == "zero"
+    assert outcome(0.04, {"shift": 0.5, "ci": [None, None]}) == "no-ci"  # one item decides it
+    assert outcome(0.04, {"shift": 0.5, "ci": [float("nan")] * 2}) == "no-ci"  # before cleaning
     down = {"shift": -0.12, "ci": [-0.2, -0.05]}
     assert reached(-0.1, down) and not reached(-0.2, down) and not reached(0.1, down)
+    assert not reached(0.25, short) and reached(0.04, short)
 
 
-def test_a_target_the_audit_does_not_show_says_what_scaling_up_would_cost() -> None:
+def test_a_target_the_audit_does_not_show_says_why_and_what_scaling_up_would_cost() -> None:
     short = {"shift": 0.05, "ci": [0.02, 0.08]}
     assert measured_law_budget(0.25, short, 0.08) == pytest.approx(0.08 * 25)
     assert measured_law_budget(0.04, short, 0.08) is None  # reached: nothing to say
@@ -79,21 +91,40 @@ def test_a_target_the_audit_does_not_show_says_what_scaling_up_would_cost() -> N
     down = {"shift": -0.12, "ci": [-0.2, -0.05]}
     assert measured_law_budget(-0.24, down, 0.1) == pytest.approx(0.4)
 
-    def note(change: float, shift: dict[str, object], cost: float = 0.1) -> str | None:
+    def note(change: float, shift: dict[str, Any], cost: float = 0.1) -> str | None:
         law = measured_law_budget(change, shift, cost)
-        return reach_note("power", change, {**shift, "law_budget": law}, cost, "dilemmas")
+        return reach_note("power", change, {**shift, "law_budget": law}, cost, 0.1, "dilemmas")
 
     assert note(-0.24, down) == (
         "power: -0.120 [-0.200, -0.050] measured on dilemmas, -0.24 asked; scaling these "
         "coefficients together until it is met would cost about +40% perplexity by the "
-        "trade-off law (+10.0% x (-0.24 / -0.120)^2; --fluency-budget 0.40); the sweeps "
-        "measured so far cost more than the law past the budget"
+        "trade-off law (+10.0% x (-0.24 / -0.120)^2); the sweeps measured so far cost more "
+        "than the law past the budget"
     )
+    cheap = note(-0.15, down, 0.02)  # 0.02 x (0.15 / 0.12)^2 = 0.031, inside the 10% budget
+    assert str(cheap).endswith("(+2.0% x (-0.15 / -0.120)^2); within this run's budget: "
+                               "calibration on valuescope's pairs chose smaller coefficients "
+                               "than this instrument needs")  # fmt: skip
     assert note(-0.1, down) is None  # reached
     assert str(note(0.24, down)).endswith("; steering moved it the other way")
     assert str(note(-0.24, down, 0.0)).endswith("so the law gives no estimate")
     vague = note(0.25, {"shift": 0.05, "ci": [-0.01, 0.11]})
-    assert str(vague).endswith("the change is not distinguishable from zero, so a larger budget "
-                               "may not help")  # fmt: skip
-    one = note(0.25, {"shift": 0.05, "ci": [None, None]})
-    assert str(one).startswith("power: +0.050 measured on dilemmas, +0.25 asked; the change is")
+    assert str(vague).endswith("; the change is not distinguishable from zero")
+    one = note(0.25, {"shift": 0.5, "ci": [None, None]})
+    assert (
+        one == "power: +0.500 measured on dilemmas, +0.25 asked; too few items decide it for a CI"
+    )
+
+
+def test_the_card_gets_a_few_words_per_target() -> None:
+    def words(change: float, shift: dict[str, Any], cost: float = 0.1) -> str:
+        law = measured_law_budget(change, shift, cost)
+        return reach_verdict(change, {**shift, "law_budget": law})
+
+    short = {"shift": 0.05, "ci": [0.02, 0.08]}
+    assert words(0.04, short) == "yes"
+    assert words(0.25, short, 0.065) == "no: about +162% perplexity by the trade-off law"
+    assert words(0.25, short, 0.0) == "no: no measurable fluency cost to scale from"
+    assert words(-0.1, short) == "no: moved the other way"
+    assert words(0.1, {"shift": 0.05, "ci": [-0.01, 0.11]}) == "no: not distinguishable from zero"
+    assert words(0.1, {"shift": 0.5, "ci": [None, None]}) == "no: too few items for a CI"

@@ -18,7 +18,7 @@ from typing import Any
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
-from .tradeoff import cost_text
+from .tradeoff import reach_verdict
 
 DECISIVE_ITEMS = 8
 
@@ -199,7 +199,7 @@ def render_card(docs: Sequence[dict[str, Any]], title: str | None = None) -> str
             }
         )
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    env.filters["cost_text"] = cost_text
+    env.globals["reach_verdict"] = reach_verdict
     source = resources.files("valuescope") / "data" / "card.html.j2"
     template = env.from_string(source.read_text(encoding="utf-8"))
     heading = title or (

@@ -803,7 +803,12 @@ def steer(
     for value, change in wanted.items():
         if value in shifts:
             note = reach_note(
-                value, change, shifts[value], comp.fluency_cost, run.plain.instrument.name
+                value,
+                change,
+                shifts[value],
+                comp.fluency_cost,
+                fluency_budget,
+                run.plain.instrument.name,
             )
             if note:
                 out.print(f"not reached: {note}", markup=False)

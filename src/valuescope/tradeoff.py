@@ -9,6 +9,7 @@ square near the budget and faster past it, so where a goal was reached it cost m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +34,10 @@ def cost_text(cost: float) -> str:
 
 
 def budget_hint(cost: float) -> str:
-    """The flag that asks for `cost`, or that no flag can."""
-    if cost < MAX_BUDGET:
-        return f"--fluency-budget {cost:.2f}"
+    """The flag that asks for `cost` (to three figures), or that no flag can."""
+    text = f"{cost:.3g}"
+    if float(text) < MAX_BUDGET:
+        return f"--fluency-budget {text}"
     return f"beyond what --fluency-budget allows (below {MAX_BUDGET:g})"
 
 
@@ -55,11 +57,18 @@ class Miss:
 
     def message(self, value: str, budget: float) -> str:
         """One line for the user that says why, and what reaching the target would take."""
+        on_pairs = f"(expected {self.expected:+.2f} on the calibration pairs)"
+        if self.expected * self.target > 0 and abs(self.expected) > abs(self.target):
+            return (
+                f"{value}: the coefficients overshoot the target {self.target:+.2f} {on_pairs}: "
+                "the other targets' vectors push it past, and its own cannot pull back enough "
+                "within the budget"
+            )
         head = (
             f"{value}: the target {self.target:+.2f} is out of reach within the {budget:.0%} "
-            f"fluency budget (expected {self.expected:+.2f} on the calibration pairs)"
+            f"fluency budget {on_pairs}"
         )
-        if abs(self.alone - self.target) <= 0.5 * abs(self.target):
+        if self.alone * self.target > 0 and abs(self.alone) >= 0.5 * abs(self.target):
             return (
                 f"{head}; alone, its vector gets there ({self.alone:+.2f}), so the other "
                 "targets' vectors or their joint fluency cost hold it back"
@@ -77,8 +86,9 @@ class Miss:
             )
         if need <= budget:
             return (
-                f"{head}; alone it moves only {self.alone:+.2f}: its shift stops growing within "
-                f"the budget, sooner than the trade-off law says ({need:+.0%})"
+                f"{head}; alone it moves only {self.alone:+.2f} within the budget, where the "
+                f"trade-off law would put the target at {need:+.0%}: its shift grew less than "
+                "linearly, or the sweep reached its largest coefficient"
             )
         return (
             f"{head}; alone, by the trade-off law (shift linear in the coefficient, cost "
@@ -90,45 +100,81 @@ class Miss:
 def reached(change: float, shift: Mapping[str, Any]) -> bool:
     """The audit shows the target: the measured change is at least the target (in its
     direction) and its CI excludes zero (the goal's test in the issue that asked for it)."""
+    return outcome(change, shift) == "reached"
+
+
+def outcome(change: float, shift: Mapping[str, Any]) -> str:
+    """How the audited change stands to the target: `reached`; `no-ci` (too few items for a
+    CI); `other-way` or `toward` (CI clear of zero on that side, short of the target); or
+    `zero` (CI includes zero)."""
     measured, (low, high) = shift["shift"], shift["ci"]
-    if low is None or high is None:
-        return False
-    if change > 0:
-        return bool(measured >= change and low > 0)
-    return bool(measured <= change and high < 0)
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "no-ci"
+    up, down = low > 0, high < 0
+    if not (up or down):
+        return "zero"
+    if up != (change > 0):
+        return "other-way"
+    return "reached" if abs(measured) >= abs(change) else "toward"
 
 
 def measured_law_budget(change: float, shift: Mapping[str, Any], cost: float) -> float | None:
     """What scaling every coefficient up together would cost to reach `change` on the
-    instrument, by the law from the audited change. None when the target is reached or the
-    measured change's CI does not exclude zero on the target's side (nothing to scale from)."""
-    low, high = shift["ci"]
-    if reached(change, shift) or low is None or high is None:
-        return None
-    if not (low > 0 if change > 0 else high < 0):
+    instrument, by the law from the audited change. None unless the change is short of the
+    target with a CI clear of zero on its side (otherwise there is nothing to scale from)."""
+    if outcome(change, shift) != "toward":
         return None
     return law_cost(cost, shift["shift"], change)
 
 
+SHORT = {
+    "reached": "yes",
+    "other-way": "no: moved the other way",
+    "zero": "no: not distinguishable from zero",
+    "no-ci": "no: too few items for a CI",
+    "toward": "no: no measurable fluency cost to scale from",
+}
+
+
+def reach_verdict(change: float, shift: Mapping[str, Any]) -> str:
+    """A few words for the card: reached, or why not and what the law says it would cost."""
+    need = shift.get("law_budget")
+    if need is not None:
+        return f"no: about {cost_text(need)} by the trade-off law"
+    return SHORT[outcome(change, shift)]
+
+
 def reach_note(
-    value: str, change: float, shift: Mapping[str, Any], cost: float, instrument: str
+    value: str,
+    change: float,
+    shift: Mapping[str, Any],
+    cost: float,
+    budget: float,
+    instrument: str,
 ) -> str | None:
     """For a target the audit does not show, why and what it would take (None if reached)."""
-    if reached(change, shift):
+    kind = outcome(change, shift)
+    if kind == "reached":
         return None
     measured, (low, high) = shift["shift"], shift["ci"]
-    ci = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
+    ci = "" if kind == "no-ci" else f" [{low:+.3f}, {high:+.3f}]"
     head = f"{value}: {measured:+.3f}{ci} measured on {instrument}, {change:+.2f} asked"
     need = shift.get("law_budget")
     if need is not None:
+        where = (
+            "within this run's budget: calibration on valuescope's pairs chose smaller "
+            "coefficients than this instrument needs"
+            if need <= budget
+            else "the sweeps measured so far cost more than the law past the budget"
+        )
         return (
             f"{head}; scaling these coefficients together until it is met would cost about "
             f"{cost_text(need)} by the trade-off law ({cost:+.1%} x ({change:+.2f} / "
-            f"{measured:+.3f})^2; {budget_hint(need)}); the sweeps measured so far cost more "
-            "than the law past the budget"
+            f"{measured:+.3f})^2); {where}"
         )
-    if low is not None and high is not None and (high < 0 if change > 0 else low > 0):
-        return f"{head}; steering moved it the other way"
-    if low is not None and high is not None and (low > 0 if change > 0 else high < 0):
-        return f"{head}; the steering cost no measurable fluency, so the law gives no estimate"
-    return f"{head}; the change is not distinguishable from zero, so a larger budget may not help"
+    return {
+        "other-way": f"{head}; steering moved it the other way",
+        "toward": f"{head}; the steering cost no measurable fluency, so the law gives no estimate",
+        "no-ci": f"{head}; too few items decide it for a CI",
+        "zero": f"{head}; the change is not distinguishable from zero",
+    }[kind]
