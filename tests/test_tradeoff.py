@@ -47,24 +47,31 @@ def test_a_missed_target_says_why_and_what_it_would_take() -> None:
         return text.split("; ", 1)[1]
 
     assert says(_miss(0.05, 0.08)) == (  # the law from the calibrated setting
-        "alone, by the trade-off law (shift linear in the coefficient, cost quadratic), it would "
-        "need about +200% perplexity (--fluency-budget 2); the sweeps measured so far cost more "
-        "than the law past the budget"
+        "alone it gets only +0.05; by the trade-off law (shift linear in the coefficient, cost "
+        "quadratic), the whole target alone would need about +200% perplexity (--fluency-budget "
+        "2); the sweeps measured so far cost more than the law past the budget"
     )
     assert "about 51 times the plain perplexity (beyond what --fluency-budget allows" in says(
         _miss(0.01, 0.08)  # 0.08 x 625 = 50
     )
-    held = "alone, its vector gets there ({}), so the other targets' vectors or their joint "
-    assert says(_miss(0.2, 0.09)).startswith(held.format("+0.20"))  # within half of 0.25
-    assert says(_miss(0.6, 0.09)).startswith(held.format("+0.60"))  # and past it
+    held = "so the other targets' vectors or their joint fluency cost hold it back"
+    assert says(_miss(0.25, 0.09)) == f"alone, its vector gets there (+0.25), {held}"
+    assert says(_miss(0.6, 0.09)) == f"alone, its vector gets there (+0.60), {held}"
+    assert says(_miss(0.13, 0.072)) == (  # over half of it, not all: what all would take
+        f"alone, its vector gets +0.13, over half of it, {held}; by the trade-off law (shift "
+        "linear in the coefficient, cost quadratic), the whole target alone would need about "
+        "+27% perplexity (--fluency-budget 0.266); the sweeps measured so far cost more than the "
+        "law past the budget"
+    )
     assert "try vectors made with another --method" in says(_miss(-0.02, 0.09))
     assert "try vectors made with another --method" in says(_miss(0.0, 0.09))
-    assert "no measurable fluency cost" in says(_miss(0.1, 0.0))
+    assert says(_miss(0.1, 0.0)) == (
+        "alone it gets only +0.10, at no measurable fluency cost, so the law gives no estimate"
+    )
     # the law puts 0.25 inside the budget (0.01 x 6.25), yet calibration got only 0.1 in it
     assert says(_miss(0.1, 0.01)) == (
-        "alone it moves only +0.10 within the budget, where the trade-off law would put the "
-        "target at +6%: its shift grew less than linearly, or the sweep reached its largest "
-        "coefficient"
+        "alone it gets only +0.10, where the trade-off law would put the whole target at +6%: "
+        "its shift grew less than linearly, or the sweep reached its largest coefficient"
     )
     over = _miss(0.3, 0.09, expected=0.4).message("power", 0.1)  # the others push it past
     assert over.startswith("power: the coefficients overshoot the target +0.25 (expected +0.40")

@@ -68,32 +68,36 @@ class Miss:
             f"{value}: the target {self.target:+.2f} is out of reach within the {budget:.0%} "
             f"fluency budget {on_pairs}"
         )
-        if self.alone * self.target > 0 and abs(self.alone) >= 0.5 * abs(self.target):
-            return (
-                f"{head}; alone, its vector gets there ({self.alone:+.2f}), so the other "
-                "targets' vectors or their joint fluency cost hold it back"
-            )
         if self.alone * self.target <= 0:
             return (
                 f"{head}; no setting within the budget moved it that way, so a larger budget "
                 "may not help: try vectors made with another --method"
             )
+        if abs(self.alone) >= abs(self.target):
+            return (
+                f"{head}; alone, its vector gets there ({self.alone:+.2f}), so the other "
+                "targets' vectors or their joint fluency cost hold it back"
+            )
+        reason = (
+            f"alone, its vector gets {self.alone:+.2f}, over half of it, so the other targets' "
+            "vectors or their joint fluency cost hold it back"
+            if abs(self.alone) >= 0.5 * abs(self.target)
+            else f"alone it gets only {self.alone:+.2f}"
+        )
         need = self.law_budget
         if need is None:
-            return (
-                f"{head}; alone it moves {self.alone:+.2f} at no measurable fluency cost, so the "
-                "trade-off law gives no estimate"
-            )
+            return f"{head}; {reason}, at no measurable fluency cost, so the law gives no estimate"
         if need <= budget:
             return (
-                f"{head}; alone it moves only {self.alone:+.2f} within the budget, where the "
-                f"trade-off law would put the target at {need:+.0%}: its shift grew less than "
-                "linearly, or the sweep reached its largest coefficient"
+                f"{head}; {reason}, where the trade-off law would put the whole target at "
+                f"{need:+.0%}: its shift grew less than linearly, or the sweep reached its "
+                "largest coefficient"
             )
         return (
-            f"{head}; alone, by the trade-off law (shift linear in the coefficient, cost "
-            f"quadratic), it would need about {cost_text(need)} ({budget_hint(need)}); the "
-            "sweeps measured so far cost more than the law past the budget"
+            f"{head}; {reason}; by the trade-off law (shift linear in the coefficient, cost "
+            f"quadratic), the whole target alone would need about {cost_text(need)} "
+            f"({budget_hint(need)}); the sweeps measured so far cost more than the law past "
+            "the budget"
         )
 
 
