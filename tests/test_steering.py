@@ -28,6 +28,7 @@ from valuescope.calibration import (
     pair_conflicts,
     paired_shift,
     parse_target,
+    steer_to_target,
 )
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
@@ -420,6 +421,44 @@ def test_steer_audits_steered_and_unsteered_and_reports_the_shift(steer_run: Any
     bad = _cli("steer", "-m", steer_run["model"], "--vectors", str(vec), "--target",
                "tradition=+0.1", "-i", MINI, "--out", str(tmp_path / "bad"))  # fmt: skip
     assert bad.returncode == 2 and "no vector for value 'tradition'" in bad.stderr
+
+
+def test_steer_resumes_its_calibration_after_a_kill(
+    made: Any, tiny_backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each finished measurement is kept: a rerun measures only the rest, and ends where an
+    uninterrupted run ends (a rerun of a finished run asks the model nothing)."""
+    vectors, path, contrast = made
+    real = tiny_backend.loglikelihood
+    calls: list[int] = []
+    kill_after: list[int] = []
+
+    def counted(requests: Any, progress: Any = None) -> Any:
+        if kill_after and len(calls) == kill_after[0]:
+            raise KeyboardInterrupt
+        calls.append(len(requests))
+        return real(requests, progress)
+
+    monkeypatch.setattr(tiny_backend, "loglikelihood", counted)
+
+    def run(out: Path) -> str:  # as text: NaN (an undefined CI) never equals itself
+        done = steer_to_target(tiny_backend, vectors, contrast, {"power": 0.1, "benevolence": -0.2},
+                               MINI, out, str(path), "likelihood", "add", 0.05)  # fmt: skip
+        return json.dumps(done.steering.as_dict(), sort_keys=True)
+
+    whole = run(tmp_path / "whole")
+    n_whole = len(calls)
+    calls.clear()
+    assert run(tmp_path / "whole") == whole and calls == []
+    kill_after.append(9)  # the plain perplexity, power's baseline, then 3.5 sweep points
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    kept = (tmp_path / "cut" / "calibration" / "progress.jsonl").read_text().splitlines()
+    assert len(kept) == 1 + 9  # the fingerprint, then one line per finished measurement
+    calls.clear()
+    kill_after.clear()
+    assert run(tmp_path / "cut") == whole
+    assert len(calls) == n_whole - 9
 
 
 def test_the_steer_card_shows_the_result_per_target(steer_run: Any, browser: Any) -> None:

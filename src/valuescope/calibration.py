@@ -19,10 +19,16 @@ the joint fluency cost and scales all coefficients down together if it is over b
 reports conflicts: value pairs whose vectors point together while the targets pull apart (or
 the reverse), and targets the coefficients miss, each with why and, where the trade-off law
 can say, what it would cost (`tradeoff`).
+
+Every measurement (a preference or a fluency cost under one setting) can be kept in a
+checkpoint (`memo`): `valuescope steer` keeps them in `OUT/calibration/progress.jsonl`, so a
+rerun, after a kill or with another budget, measures only what it has not measured before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,12 +39,21 @@ from scipy.optimize import lsq_linear
 
 from .audit import AuditConfig, AuditResult, run_audit
 from .backends.base import WhiteBoxBackend
+from .checkpoint import Checkpoint
 from .contrast import ContrastSet
 from .errors import UsageError
 from .instrument import DilemmaItem, load_instrument
 from .profile import bootstrap_ci, value_evidence
 from .scoring import ItemResult
-from .steering import Mode, Steering, Term, fluency_cost, perplexity, preference
+from .steering import (
+    Mode,
+    Steering,
+    Term,
+    fluency_cost,
+    neutral_texts,
+    perplexity,
+    preference,
+)
 from .taxonomy import Taxonomy
 from .tradeoff import Miss, law_cost, measured_law_budget, reached
 from .vectors import VectorSet, check_model
@@ -79,6 +94,61 @@ class Calibration:
     def as_dict(self) -> dict[str, Any]:
         return {**{k: v for k, v in asdict(self).items() if k != "points"},
                 "points": [asdict(p) for p in self.points]}  # fmt: skip
+
+
+class Meter:
+    """Preference and fluency measurements, each remembered in `memo` (when given) under the
+    setting it was measured at, so a rerun with the same memo measures nothing twice."""
+
+    def __init__(
+        self,
+        backend: WhiteBoxBackend,
+        memo: Checkpoint | None = None,
+        plain_ppl: float | None = None,
+    ) -> None:
+        self.backend, self.memo, self._plain_ppl = backend, memo, plain_ppl
+
+    def _recall(self, key: str, measure: Callable[[], float]) -> float:
+        saved = self.memo.get(key) if self.memo is not None else None
+        if saved is not None:
+            return float(saved)
+        found = measure()
+        if self.memo is not None:
+            self.memo.put(key, found)
+        return found
+
+    def plain_ppl(self) -> float:
+        """Unsteered perplexity of the neutral texts (the fluency baseline)."""
+        if self._plain_ppl is None:
+            self._plain_ppl = self._recall("perplexity", lambda: perplexity(self.backend))
+        return self._plain_ppl
+
+    def preference(self, value: str, contrast: ContrastSet, steering: Steering | None) -> float:
+        """`preference` on `value`'s pairs of `contrast`."""
+        key = _setting("preference", value, steering)
+        return self._recall(key, lambda: preference(self.backend, contrast.of(value), steering))
+
+    def cost(self, steering: Steering) -> float:
+        """`fluency_cost` against the remembered baseline."""
+        key = _setting("cost", "", steering)
+        return self._recall(key, lambda: fluency_cost(self.backend, steering, self.plain_ppl()))
+
+
+def _setting(kind: str, value: str, steering: Steering | None) -> str:
+    terms = [[t.value, t.layer, t.coef] for t in steering.terms] if steering else []
+    return json.dumps([kind, value, steering.mode if steering else None, terms])
+
+
+def memo_for(
+    out: Path, backend: WhiteBoxBackend, vectors_sha256: str, contrast: ContrastSet
+) -> Checkpoint:
+    """The checkpoint `valuescope steer` keeps its calibration in: valid for one model, vector
+    file, pair set and neutral text set (not for one target or budget: a measurement at a
+    setting does not depend on them)."""
+    neutral = hashlib.sha256(json.dumps(neutral_texts()).encode()).hexdigest()
+    fingerprint = {"model": backend.spec.raw, "vectors": vectors_sha256,
+                   "contrast": contrast.sha256, "neutral": neutral}  # fmt: skip
+    return Checkpoint(out / "calibration", fingerprint)
 
 
 def parse_target(text: str) -> dict[str, float]:
@@ -128,18 +198,18 @@ def calibrate(
     baseline_ppl: float | None = None,
     progress: ProgressHook | None = None,
     refine: int = REFINE,
+    memo: Checkpoint | None = None,
 ) -> Calibration:
     """Sweep coefficients (sign of `direction`) at the best layers; keep the best within budget.
 
     `refine` is the number of bisections after the doubling (0 reproduces doubling alone)."""
     vv = vectors[value]
-    pairs = contrast.of(value)
-    if not pairs:
+    if not contrast.of(value):
         raise UsageError(f"no contrastive pairs for {value!r} to calibrate on")
     if layers is None:
         layers = default_layers(vectors, value, n_layers)
-    plain_ppl = baseline_ppl if baseline_ppl is not None else perplexity(backend)
-    base = preference(backend, pairs)
+    meter = Meter(backend, memo, baseline_ppl)
+    base = meter.preference(value, contrast, None)
     sign = 1.0 if direction >= 0 else -1.0
     points: list[SweepPoint] = []
     label = f"calibrating {value}"
@@ -149,8 +219,8 @@ def calibrate(
 
     def measure(layer: int, coef: float) -> SweepPoint:
         steering = Steering(vectors, [Term(value, layer, sign * coef)], mode)
-        cost = fluency_cost(backend, steering, plain_ppl)
-        shift = preference(backend, pairs, steering) - base
+        cost = meter.cost(steering)
+        shift = meter.preference(value, contrast, steering) - base
         norm = abs(coef) * vv.layers[layer].gap
         points.append(SweepPoint(value, layer, sign * coef, norm, shift, cost))
         if progress:
@@ -218,11 +288,14 @@ def compose(
     budget: float = DEFAULT_BUDGET,
     mode: Mode = "add",
     progress: ProgressHook | None = None,
+    memo: Checkpoint | None = None,
+    baseline_ppl: float | None = None,
 ) -> Composition:
     """Solve for coefficients that move each targeted value by its requested change."""
     values = list(target)
     layers = {v: calibrations[v].layer for v in values}
-    baseline = {v: preference(backend, contrast.of(v)) for v in values}
+    meter = Meter(backend, memo, baseline_ppl)
+    baseline = {v: meter.preference(v, contrast, None) for v in values}
     matrix = np.zeros((len(values), len(values)))
     label = "measuring cross-effects"
     if progress:
@@ -234,7 +307,7 @@ def compose(
             if v == w:
                 matrix[i, j] = cal.shift / cal.coef
             else:
-                shifted = preference(backend, contrast.of(v), one) - baseline[v]
+                shifted = meter.preference(v, contrast, one) - baseline[v]
                 matrix[i, j] = shifted / cal.coef
             if progress:
                 progress(label, 1, len(values) ** 2)
@@ -243,12 +316,12 @@ def compose(
     solution = lsq_linear(matrix, wanted, bounds=(-bounds, bounds)).x
     conflicts = pair_conflicts(values, target, matrix)
     terms = [Term(v, layers[v], float(c)) for v, c in zip(values, solution, strict=True)]
-    cost = fluency_cost(backend, Steering(vectors, terms, mode))
+    cost = meter.cost(Steering(vectors, terms, mode))
     scale = 1.0
     while cost > budget and scale > 1 / 64:
         scale /= 2**0.5
         terms = [Term(t.value, t.layer, t.coef * scale) for t in terms]
-        cost = fluency_cost(backend, Steering(vectors, terms, mode))
+        cost = meter.cost(Steering(vectors, terms, mode))
         solution = solution / 2**0.5
     if scale < 1:
         conflicts.append(
@@ -413,7 +486,9 @@ def steer_to_target(
             f"{vectors.taxonomy!r}"
         )
     check_model(vectors, backend)
-    plain_ppl = perplexity(backend)
+    sha = file_sha256(Path(vectors_path).expanduser())
+    memo = memo_for(out, backend, sha, contrast)
+    plain_ppl = Meter(backend, memo).plain_ppl()
     calibrations = {
         value: calibrate(
             backend,
@@ -425,17 +500,19 @@ def steer_to_target(
             mode=mode,
             baseline_ppl=plain_ppl,
             progress=progress,
+            memo=memo,
         )
         for value, change in target.items()
     }
-    composition = compose(backend, vectors, contrast, target, calibrations, budget, mode, progress)
+    composition = compose(backend, vectors, contrast, target, calibrations, budget, mode,
+                          progress, memo, plain_ppl)  # fmt: skip
     terms = [Term(v, composition.layers[v], c) for v, c in composition.coefs.items()]
     steering = Steering(
         vectors,
         terms,
         mode,
         vectors_path,
-        file_sha256(Path(vectors_path).expanduser()),
+        sha,
         fluency_cost=composition.fluency_cost,
         extra={
             "target": dict(target),
