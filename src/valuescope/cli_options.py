@@ -1,0 +1,118 @@
+"""What the `valuescope` commands share: the two consoles, the option types and server flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+out = Console()
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model spec: smollm2 (embedded), hf:<dir or hub id>, gguf:<file>, "
+        "openai:<model>@<base url>.",
+    ),
+]
+
+InstrumentOpt = Annotated[
+    str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
+]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        help="Scoring method: auto, likelihood, likelihood-first-person, choice or generate."
+    ),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; rerunning resumes.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for bootstrap CIs and sampling.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Score only the first N items (quick looks).")]
+
+# Options for openai: models (servers); each refuses to be set for a local model.
+ApiKeyEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Environment variable holding the server's API key (default OPENAI_API_KEY); "
+        "the key itself is never written anywhere."
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option(help="Requests in flight at once (server models; default 8).")
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option(help="Seconds before a request counts as failed (default 120).")
+]
+MaxRetriesOpt = Annotated[
+    int | None,
+    typer.Option(help="Retries per request on 429, 5xx, timeouts and dropped connections (8)."),
+]
+MaxRpsOpt = Annotated[
+    float | None, typer.Option(help="Cap on requests started per second (default: no cap).")
+]
+TokenBudgetOpt = Annotated[
+    int | None,
+    typer.Option(help="Stop after this many tokens (prompt + completion) sent; rerun resumes."),
+]
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Local tokenizer of the served model (smollm2, gguf:<file>, hf:<dir>): lets the "
+        "likelihood methods score text through the completions endpoint."
+    ),
+]
+
+
+def server_options(
+    model: str,
+    api_key_env: str | None,
+    concurrency: int | None,
+    timeout: float | None,
+    max_retries: int | None,
+    max_rps: float | None,
+    token_budget: int | None,
+    tokenizer: str | None,
+) -> dict[str, object]:
+    """Backend options for a server model; server flags given for a local model are an error."""
+    from dataclasses import replace
+
+    from .backends.retry import RetryPolicy
+    from .backends.server import ServerSettings
+    from .errors import UsageError
+    from .modelspec import parse_spec
+
+    given = {
+        "--api-key-env": api_key_env,
+        "--concurrency": concurrency,
+        "--timeout": timeout,
+        "--max-retries": max_retries,
+        "--max-rps": max_rps,
+        "--token-budget": token_budget,
+        "--tokenizer": tokenizer,
+    }
+    if parse_spec(model).kind != "openai":
+        used = [flag for flag, value in given.items() if value is not None]
+        if used:
+            raise UsageError(
+                f"{', '.join(used)} apply to server models (openai:<model>@<url>) only; "
+                f"{model!r} runs locally"
+            )
+        return {}
+    settings = ServerSettings()
+    changes: dict[str, Any] = {
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "timeout": timeout,
+        "max_rps": max_rps,
+        "token_budget": token_budget,
+        "tokenizer": tokenizer,
+    }
+    settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    if max_retries is not None:
+        settings = replace(settings, retry=RetryPolicy(max_retries=max_retries))
+    return {"settings": settings}
