@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from steering_bench import BUDGET, audit_deciding, compared, extract, refuse
+from steering_bench import BUDGET, audit_deciding, compared, extract, refuse, save
 
 from valuescope import load_backend
 from valuescope.backends.base import Loglikelihood, LoglikelihoodRequest
@@ -155,17 +155,11 @@ class ProbeTilted:
         return token_lps
 
 
-def save(results: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(RESULTS)
-
-
 def calibrate(backend: LocalBackend, reading: LayerVector, layer: int, plain_ppl: float,
-              entry: dict[str, Any], results: dict[str, Any]) -> float:  # fmt: skip
-    """The largest weight within the fluency budget: doubling, then geometric bisections.
-    Every cost is kept in `entry["sweep"]` as it is measured, so a rerun skips it."""
+              entry: dict[str, Any], results: dict[str, Any]) -> tuple[float, float]:  # fmt: skip
+    """The largest weight within the fluency budget, and its cost: halving while over it, else
+    doubling until over it, then geometric bisections. Every cost is kept in `entry["sweep"]`
+    as it is measured, so a rerun skips it."""
     sweep: dict[str, float] = entry.setdefault("sweep", {})
 
     def cost(weight: float) -> float:
@@ -176,32 +170,26 @@ def calibrate(backend: LocalBackend, reading: LayerVector, layer: int, plain_ppl
             sweep[key] = perplexity(tilted) / plain_ppl - 1.0  # type: ignore[arg-type]
             print(f"  w={key}: fluency cost {sweep[key]:+.1%} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
-            save(results)
+            save(results, RESULTS)
         return sweep[key]
 
-    inside, outside = 0.0, math.inf
-    weight = START
-    if cost(weight) > BUDGET:  # halve until within the budget
-        while cost(weight) > BUDGET:
-            outside = weight
-            weight /= 2
-            if weight < SMALLEST:
-                refuse(f"even w={SMALLEST:g} costs more than the {BUDGET:.0%} budget")
-        inside = weight
-    else:
-        while weight <= LARGEST:
-            if cost(weight) > BUDGET:
-                outside = weight
-                break
-            inside = weight
-            weight *= 2
+    inside, outside = START, math.inf
+    while cost(inside) > BUDGET:
+        outside, inside = inside, inside / 2
+        if inside < SMALLEST:
+            refuse(f"even w={SMALLEST:g} costs more than the {BUDGET:.0%} budget")
+    while math.isinf(outside) and inside < LARGEST:
+        if cost(inside * 2) > BUDGET:
+            outside = inside * 2
+        else:
+            inside *= 2
     for _ in range(BISECTIONS if math.isfinite(outside) else 0):
         middle = math.sqrt(inside * outside)
         if cost(middle) > BUDGET:
             outside = middle
         else:
             inside = middle
-    return inside
+    return inside, cost(inside)
 
 
 def main() -> None:
@@ -251,9 +239,10 @@ def main() -> None:
         vv = vectors[value]
         entry = done.setdefault(value, {})
         entry["layer"] = vv.best_layer
-        weight = calibrate(backend, vv.best, vv.best_layer, plain_ppl, entry, results)
+        weight, entry["fluency_cost"] = calibrate(
+            backend, vv.best, vv.best_layer, plain_ppl, entry, results
+        )
         entry["weight"] = weight
-        entry["fluency_cost"] = entry["sweep"][f"{weight:.6g}"]
         if "instrument" not in entry:
             started = time.perf_counter()
             plain = audit_deciding(backend, instrument, value, RUNS / f"plain-{value}")
@@ -266,7 +255,7 @@ def main() -> None:
         if steered:
             entry["steering_shift"] = steered["instrument"]["shift"]
             entry["steering_cost"] = steered["fluency_cost"]
-        save(results)
+        save(results, RESULTS)
         shift = entry["instrument"]
         print(f"{value}: w={weight:.3g} cost {entry['fluency_cost']:+.1%} shift "
               f"{shift['shift']:+.3f} {np.round(shift['ci'], 3).tolist()} flipped "

@@ -177,11 +177,13 @@ def load_results() -> dict[str, Any]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
-def save(results: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
+def save(results: dict[str, Any], path: Path | None = None) -> None:
+    """Write a results file whole or not at all (default: this bench's RESULTS)."""
+    path = path or RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(RESULTS)
+    tmp.replace(path)
 
 
 def deciding(instrument: Instrument, value: str) -> Instrument:
