@@ -555,7 +555,7 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
         )
         moved = {name: result_shifts(taxonomy, items, plain, run, 0)[value]
                  for name, run in (("steered", steered), ("persona", asked)) if run}  # fmt: skip
-        fresh = {
+        fresh: dict[str, Any] = {
             **identity,
             "plain": float(np.mean(value_evidence(taxonomy, items, plain)[value])),
             "plain_distance": distance(instrument, plain, value),

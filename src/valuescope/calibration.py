@@ -55,7 +55,7 @@ from .steering import (
     preference,
 )
 from .taxonomy import Taxonomy
-from .tradeoff import Miss, law_cost, measured_law_budget, reached
+from .tradeoff import Miss, Shift, law_cost, measured_law_budget, reached
 from .vectors import VectorSet, check_model
 
 ProgressHook = Callable[[str, int, int], None]
@@ -391,12 +391,12 @@ class SteerRun:
     composition: Composition
     plain: AuditResult
     steered: AuditResult
-    shifts: dict[str, dict[str, Any]]
+    shifts: dict[str, Shift]
     """Per value: measured score change on the instrument with a paired bootstrap CI, and the
     items whose choice steering turned toward or away from the value (`paired_shift`)."""
 
 
-def measured_shifts(plain: AuditResult, steered: AuditResult, seed: int) -> dict[str, Any]:
+def measured_shifts(plain: AuditResult, steered: AuditResult, seed: int) -> dict[str, Shift]:
     """Score change per value, steered minus unsteered (`paired_shift` over the items that
     decide it: the same items were answered by both)."""
     taxonomy, items = plain.instrument.taxonomy, plain.instrument.items
@@ -409,7 +409,7 @@ def result_shifts(
     plain: Sequence[ItemResult],
     changed: Sequence[ItemResult],
     seed: int,
-) -> dict[str, Any]:
+) -> dict[str, Shift]:
     """`measured_shifts` on item results, also those scored outside an audit."""
     if [r.item_id for r in plain] != [r.item_id for r in changed]:
         raise ValueError("the steered and unsteered runs answered different items")
@@ -417,7 +417,7 @@ def result_shifts(
     after = value_evidence(taxonomy, items, changed)
     chose_before = value_evidence(taxonomy, items, plain, choice)
     chose_after = value_evidence(taxonomy, items, changed, choice)
-    out: dict[str, Any] = {}
+    out: dict[str, Shift] = {}
     for index, value in enumerate(taxonomy.ids):
         if before[value]:
             chosen = (chose_before[value], chose_after[value])
@@ -439,7 +439,7 @@ def paired_shift(
     after: Sequence[float],
     seed: int,
     chosen: tuple[Sequence[float], Sequence[float]] | None = None,
-) -> dict[str, Any]:
+) -> Shift:
     """Mean change of P(upholding option) with a 95% CI from resampling the items, and how
     many items' choice turned from another option to the upholding one (`flipped_toward`) or
     back (`flipped_away`): a mean shift of a few hundredths can be many small moves or a few

@@ -10,12 +10,30 @@ square near the budget and faster past it, so where a goal was reached it cost m
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 
 MAX_BUDGET = 10.0
 """`--fluency-budget` is a share below this (11 times the plain perplexity)."""
+
+
+class Shift(TypedDict):
+    """A value's measured score change on an instrument, steered minus unsteered, as
+    `calibration.paired_shift` makes it and results.json keeps it (under `measured_shift`).
+
+    A dict rather than a dataclass because it is stored as is: JSON turns an undefined CI
+    bound (NaN) into None, and the same readers take both."""
+
+    shift: float
+    ci: list[float | None]
+    """95% paired bootstrap CI; NaN (None once in JSON) with fewer than two items."""
+    n: int
+    flipped_toward: int
+    flipped_away: int
+    reached: NotRequired[bool]
+    """For a steering target only: `reached(target, shift)`."""
+    law_budget: NotRequired[float | None]
+    """For a steering target only: `measured_law_budget(target, shift, cost)`."""
 
 
 def law_cost(cost: float, shift: float, change: float) -> float | None:
@@ -101,13 +119,13 @@ class Miss:
         )
 
 
-def reached(change: float, shift: Mapping[str, Any]) -> bool:
+def reached(change: float, shift: Shift) -> bool:
     """The audit shows the target: the measured change is at least the target (in its
     direction) and its CI excludes zero (the goal's test in the issue that asked for it)."""
     return outcome(change, shift) == "reached"
 
 
-def outcome(change: float, shift: Mapping[str, Any]) -> str:
+def outcome(change: float, shift: Shift) -> str:
     """How the audited change stands to the target: `reached`; `no-ci` (too few items for a
     CI); `other-way` or `toward` (CI clear of zero on that side, short of the target); or
     `zero` (CI includes zero)."""
@@ -122,7 +140,7 @@ def outcome(change: float, shift: Mapping[str, Any]) -> str:
     return "reached" if abs(measured) >= abs(change) else "toward"
 
 
-def measured_law_budget(change: float, shift: Mapping[str, Any], cost: float) -> float | None:
+def measured_law_budget(change: float, shift: Shift, cost: float) -> float | None:
     """What scaling every coefficient up together would cost to reach `change` on the
     instrument, by the law from the audited change. None unless the change is short of the
     target with a CI clear of zero on its side (otherwise there is nothing to scale from)."""
@@ -140,7 +158,7 @@ SHORT = {
 }
 
 
-def reach_verdict(change: float, shift: Mapping[str, Any]) -> str:
+def reach_verdict(change: float, shift: Shift) -> str:
     """A few words for the card: reached, or why not and what the law says it would cost."""
     need = shift.get("law_budget")
     if need is not None:
@@ -151,7 +169,7 @@ def reach_verdict(change: float, shift: Mapping[str, Any]) -> str:
 def reach_note(
     value: str,
     change: float,
-    shift: Mapping[str, Any],
+    shift: Shift,
     cost: float,
     budget: float,
     instrument: str,
