@@ -22,7 +22,7 @@ coefficient. The largest w within budget is then judged on the `schwartz-dilemma
 decide the value, against the same plain run and with the same paired CI and flipped counts as
 `steering_bench.py --part success` (whose mean-diff shifts at the same budget are kept beside).
 
-    .venv/bin/python bench/reward_decoding.py                       # the six values; resumes
+    .venv/bin/python bench/reward_decoding.py                       # all ten values; resumes
     .venv/bin/python bench/reward_decoding.py --values universalism,power
 
 Figures go to bench/results/reward-decoding.json, runs to runs/reward-decoding/.
@@ -196,12 +196,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--values",
-        default="achievement,conformity,tradition,benevolence,self-direction,hedonism",
-        help="comma-separated Schwartz values (default: the six in docs/steering.md)",
+        default=None,
+        help="comma-separated Schwartz values (default: all ten, as in docs/steering.md)",
     )
     args = parser.parse_args()
     instrument = load_instrument("schwartz-dilemmas")
-    values = args.values.split(",")
+    values = args.values.split(",") if args.values else list(instrument.taxonomy.ids)
     unknown = [v for v in values if v not in instrument.taxonomy.ids]
     if unknown:
         refuse(f"--values: unknown value(s) {', '.join(unknown)}; "
@@ -222,7 +222,7 @@ def main() -> None:
     if results.setdefault("settings", settings) != settings:
         refuse(f"{RESULTS} was measured with other settings ({results['settings']}); "
                f"move it and {RUNS} aside to measure again")  # fmt: skip
-    command = "python bench/reward_decoding.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python bench/reward_decoding.py", *sys.argv[1:]])
     if command not in results.setdefault("commands", []):
         results["commands"].append(command)
     vec_path = RUNS / "vectors.safetensors"
