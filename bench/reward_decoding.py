@@ -44,15 +44,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from steering_bench import BUDGET, audit_deciding, compared, extract, refuse, save
+from steering_bench import BUDGET, audit_deciding, compared, mean_diff_at, refuse, save
 
 from valuescope import load_backend
 from valuescope.backends.base import Loglikelihood, LoglikelihoodRequest
 from valuescope.backends.local import LocalBackend
-from valuescope.contrast import load_contrast
 from valuescope.instrument import load_instrument
 from valuescope.steering import perplexity
-from valuescope.vectors import LayerVector, VectorSet
+from valuescope.vectors import LayerVector
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "reward-decoding.json"
@@ -225,13 +224,7 @@ def main() -> None:
     command = " ".join(["python bench/reward_decoding.py", *sys.argv[1:]])
     if command not in results.setdefault("commands", []):
         results["commands"].append(command)
-    vec_path = RUNS / "vectors.safetensors"
-    if vec_path.exists():
-        vectors = VectorSet.load(vec_path)
-    else:
-        RUNS.mkdir(parents=True, exist_ok=True)
-        vectors = extract(backend, load_contrast("schwartz"))
-        vectors.save(vec_path)
+    vectors = mean_diff_at(backend, RUNS / "vectors.safetensors")
     stored = json.loads(STEERING.read_text()) if STEERING.exists() else {}
     plain_ppl = perplexity(backend)
     done = results.setdefault("values", {})

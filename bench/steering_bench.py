@@ -245,6 +245,17 @@ def extract(backend: Any, contrast: ContrastSet, method: str = "mean-diff",
         return extract_vectors(backend, contrast, method, progress=hook, training=training)
 
 
+def mean_diff_at(backend: Any, path: Path) -> VectorSet:
+    """The built-in Schwartz pairs' mean-diff vectors: extracted into `path` once, loaded after
+    (the other bench scripts' vectors; this one's `vectors` part also records the extraction)."""
+    if path.exists():
+        return VectorSet.load(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    found = extract(backend, load_contrast("schwartz"))
+    found.save(path)
+    return found
+
+
 def part_vectors(backend: Any, results: dict[str, Any], vec_path: Path) -> VectorSet:
     if "vectors" in results and vec_path.exists():
         return VectorSet.load(vec_path)
