@@ -22,6 +22,7 @@ Figures go to bench/results/asked-and-steered.json, runs to runs/asked-and-steer
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -73,7 +74,17 @@ def main() -> None:
     done = results.setdefault("values", {})
     for value in values:
         entry = calibrated[value]
-        if value not in done:
+        setting = {
+            "layer": entry["layer"],
+            "coef": entry["coef"],
+            "persona_sha256": hashlib.sha256(personas[value].encode()).hexdigest(),
+        }
+        kept = done.get(value)
+        if kept and {k: kept.get(k) for k in setting} != setting:
+            refuse(f"{RESULTS} [{value}] was measured with another calibrated steering or persona "
+                   f"prompt than {STEERING} and data/personas.yaml hold now; remove the entry and "
+                   f"{RUNS}/*-{value} to measure it again")  # fmt: skip
+        if kept is None:
             started = time.perf_counter()
             steering: Steering = entry_steering(vectors, value, entry, "add")
             system = personas[value]
@@ -89,8 +100,7 @@ def main() -> None:
             }
             shifts = {name: compared(plain, run, value, name) for name, run in runs.items()}
             done[value] = {
-                "layer": entry["layer"],
-                "coef": entry["coef"],
+                **setting,
                 "fluency_cost": entry["fluency_cost"],
                 **shifts,
                 "interaction": shifts["both"]["shift"]
