@@ -33,12 +33,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from steering_bench import audit_deciding, compared, entry_steering, mean_diff_at, refuse, save
+from steering_bench import (
+    audit_deciding,
+    compared,
+    entry_steering,
+    mean_diff_at,
+    refuse,
+    save,
+    values_arg,
+)
 
 from valuescope import load_backend
 from valuescope.instrument import load_instrument
 from valuescope.persona import load_personas
-from valuescope.steering import Steering
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "asked-and-steered.json"
@@ -51,11 +58,7 @@ def main() -> None:
     parser.add_argument("--values", help="comma-separated Schwartz values (default: all ten)")
     args = parser.parse_args()
     instrument = load_instrument("schwartz-dilemmas")
-    ids = instrument.taxonomy.ids
-    values = args.values.split(",") if args.values else list(ids)
-    unknown = [v for v in values if v not in ids]
-    if unknown:
-        refuse(f"--values: unknown value(s) {', '.join(unknown)}; choose from {', '.join(ids)}")
+    values = values_arg(args.values, instrument.taxonomy.ids)
     if not STEERING.exists():
         refuse(f"{STEERING} is missing: run bench/steering_bench.py --part success first")
     calibrated = json.loads(STEERING.read_text()).get("success", {})
@@ -86,7 +89,7 @@ def main() -> None:
                    f"{RUNS}/*-{value} to measure it again")  # fmt: skip
         if kept is None:
             started = time.perf_counter()
-            steering: Steering = entry_steering(vectors, value, entry, "add")
+            steering = entry_steering(vectors, value, entry, "add")
             system = personas[value]
             plain = audit_deciding(backend, instrument, value, RUNS / f"plain-{value}")
             hows: dict[str, dict[str, Any]] = {

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from steering_bench import BUDGET, audit_deciding, compared, mean_diff_at, refuse, save
+from steering_bench import BUDGET, audit_deciding, compared, mean_diff_at, refuse, save, values_arg
 
 from valuescope import load_backend
 from valuescope.backends.base import Loglikelihood, LoglikelihoodRequest
@@ -200,11 +200,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     instrument = load_instrument("schwartz-dilemmas")
-    values = args.values.split(",") if args.values else list(instrument.taxonomy.ids)
-    unknown = [v for v in values if v not in instrument.taxonomy.ids]
-    if unknown:
-        refuse(f"--values: unknown value(s) {', '.join(unknown)}; "
-               f"choose from {', '.join(instrument.taxonomy.ids)}")  # fmt: skip
+    values = values_arg(args.values, instrument.taxonomy.ids)
     backend = load_backend("smollm2")
     if not isinstance(backend, LocalBackend):
         refuse("the embedded model did not load as a local white-box backend")

@@ -122,6 +122,16 @@ def refuse(message: str, code: int = 2) -> NoReturn:
 REPRODUCE = 1e-6  # the audits are deterministic: a shift measured again matches to this
 
 
+def values_arg(text: str | None, ids: tuple[str, ...]) -> list[str]:
+    """The `--values` flag of the steering benches: comma-separated value ids (default: all);
+    an unknown one stops the bench with the valid ones listed."""
+    values = text.split(",") if text else list(ids)
+    unknown = [v for v in values if v not in ids]
+    if unknown:
+        refuse(f"--values: unknown value(s) {', '.join(unknown)}; choose from {', '.join(ids)}")
+    return values
+
+
 def reproduces(where: str, new: float | None, old: float, remedy: str,
                how: str) -> None:  # fmt: skip
     """Refuse unless a shift measured again (kept runs resumed, or audits repeated) matches
@@ -971,10 +981,7 @@ def bench() -> None:
     CALIBRATION = "doubling+bisection" if args.refine else "doubling"
     parts = args.part or ["vectors", "success", "speed", "gated", "tradeoff", "repeng"]
     ids = load_instrument("schwartz-dilemmas").taxonomy.ids
-    values = args.values.split(",") if args.values else list(ids)
-    unknown = [v for v in values if v not in ids]
-    if unknown:
-        refuse(f"--values: unknown value(s) {', '.join(unknown)}; choose from {', '.join(ids)}")
+    values = values_arg(args.values, ids)
     global RESULTS
     default_model = args.model == "smollm2"
     slug = model_slug(args.model)
