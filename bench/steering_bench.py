@@ -76,7 +76,7 @@ from valuescope import load_backend
 from valuescope.audit import AuditConfig, AuditResult, run_audit
 from valuescope.backends.base import Chat, GenerationParams
 from valuescope.cache import file_sha256
-from valuescope.calibration import REFINE, calibrate, measured_shifts, result_shifts
+from valuescope.calibration import REFINE, calibrate
 from valuescope.contrast import ContrastSet, load_contrast
 from valuescope.controlvector import import_directions, load_directions
 from valuescope.errors import ValuescopeError
@@ -87,6 +87,7 @@ from valuescope.persona import load_personas
 from valuescope.profile import value_evidence
 from valuescope.progress import progress_bar
 from valuescope.scoring import ChoiceMethod, ItemResult, LikelihoodMethod, Method
+from valuescope.shifts import measured_shifts, result_shifts
 from valuescope.steering import (
     Mode,
     SteeredBackend,

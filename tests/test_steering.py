@@ -16,26 +16,16 @@ import numpy as np
 import pytest
 from support.contrast import small_contrast
 
-from valuescope.calibration import (
-    MAX_STEPS,
-    REFINE,
-    START,
-    Calibration,
-    calibrate,
-    choice,
-    compose,
-    misses,
-    pair_conflicts,
-    paired_shift,
-    parse_target,
-    steer_to_target,
-)
+from valuescope.calibration import MAX_STEPS, REFINE, START, Calibration, calibrate, parse_target
+from valuescope.composition import compose, misses, pair_conflicts
 from valuescope.contrast import load_contrast
 from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
 from valuescope.errors import UsageError
 from valuescope.instrument import DilemmaItem, Option
 from valuescope.profile import value_evidence
 from valuescope.scoring import ItemResult, OrderResult
+from valuescope.shifts import choice, paired_shift
+from valuescope.steer import steer_to_target
 from valuescope.steering import Steering, Term, fluency_cost, parse_steer
 from valuescope.taxonomy import Taxonomy, Value
 from valuescope.tradeoff import Miss, law_cost, measured_law_budget, reach_note, reached

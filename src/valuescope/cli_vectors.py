@@ -227,12 +227,13 @@ def steer(
     import json
 
     from .backends import load_white_box
-    from .calibration import parse_target, steer_to_target
+    from .calibration import parse_target
     from .card import write_card
     from .contrast import load_contrast
     from .errors import UsageError
     from .progress import progress_bar
     from .report import results_json, write_results
+    from .steer import steer_to_target
     from .steering import check_mode
     from .tradeoff import MAX_BUDGET, reach_note
     from .vectors import VectorSet

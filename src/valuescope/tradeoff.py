@@ -19,7 +19,7 @@ MAX_BUDGET = 10.0
 
 class Shift(TypedDict):
     """A value's measured score change on an instrument, steered minus unsteered, as
-    `calibration.paired_shift` makes it and results.json keeps it (under `measured_shift`).
+    `shifts.paired_shift` makes it and results.json keeps it (under `measured_shift`).
 
     A dict rather than a dataclass because it is stored as is: JSON turns an undefined CI
     bound (NaN) into None, and the same readers take both."""
