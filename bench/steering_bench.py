@@ -197,13 +197,6 @@ def save(results: dict[str, Any], path: Path | None = None) -> None:
     tmp.replace(path)
 
 
-def deciding(instrument: Instrument, value: str) -> Instrument:
-    """The items whose score for `value` counts (exactly one option upholds it)."""
-    items = tuple(i for i in instrument.items if i.upholding(value) is not None)
-    return Instrument(instrument.name, "dilemma", instrument.taxonomy, items,
-                      f"{instrument.sha256}:{value}", instrument.source)  # fmt: skip
-
-
 def audit_deciding(
     backend: Any,
     instrument: Instrument,
@@ -215,7 +208,7 @@ def audit_deciding(
     """The bench's one audit: the items deciding `value`, one wording, METHOD (resumes)."""
     config = AuditConfig(model=backend.spec.raw, instrument=instrument.name, method=METHOD,
                          system=system, paraphrase=False)  # fmt: skip
-    return run_audit(config, backend=backend, out=out, instrument=deciding(instrument, value),
+    return run_audit(config, backend=backend, out=out, instrument=instrument.deciding(value),
                      steering=steering)  # fmt: skip
 
 
@@ -563,7 +556,7 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
                 save(results)
                 continue
         started = time.perf_counter()
-        items = deciding(instrument, value).items
+        items = instrument.deciding(value).items
         plain = method(backend, items, "original", None)
         asked = method(backend, items, "original", personas[value])
         steered = None

@@ -132,3 +132,34 @@ def test_builtin_taxonomies_have_definitions() -> None:
     assert len(schwartz.ids) == 10 and all(len(v.definition) > 20 for v in schwartz.values)
     mft = load_taxonomy("moral-foundations")
     assert mft.ids == ("care", "fairness", "loyalty", "authority", "sanctity", "liberty")
+
+
+def test_deciding_keeps_only_items_with_exactly_one_upholding_option(tmp_path: Path) -> None:
+    body = (
+        GOOD_ITEM
+        + """
+  - id: both
+    text: "Both options help."
+    options:
+      - text: "Help a friend."
+        values: [benevolence]
+      - text: "Help a neighbour."
+        values: [benevolence, security]
+  - id: neither
+    text: "A trip."
+    options:
+      - text: "Go climbing."
+        values: [stimulation]
+      - text: "Stay in."
+        values: [security]
+"""
+    )
+    inst = load_instrument(write(tmp_path, body))
+    kind = inst.deciding("benevolence")
+    assert [item.id for item in kind.items] == ["x1"]
+    assert kind.sha256 != inst.sha256 and kind.sha256 != inst.deciding("stimulation").sha256
+    assert [item.id for item in inst.deciding("stimulation").items] == ["x1", "neither"]
+    with pytest.raises(UsageError, match="no item with exactly one option upholding conformity"):
+        inst.deciding("conformity")
+    with pytest.raises(UsageError, match=r"unknown value id 'kindness'.*benevolence"):
+        inst.deciding("kindness")

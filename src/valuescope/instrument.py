@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -130,6 +130,20 @@ class Instrument:
             if item.id == item_id:
                 return item
         raise KeyError(item_id)
+
+    def deciding(self, value: str) -> Instrument:
+        """The items whose score for `value` counts (exactly one option upholds it): all an
+        audit of that value alone needs, for example to measure what steering it changed.
+
+        The subset has its own fingerprint, so a run of it never resumes a whole-instrument run.
+        """
+        check_value(self.taxonomy, value, f"instrument {self.name!r}")
+        items = tuple(item for item in self.items if item.upholding(value) is not None)
+        if not items:
+            raise UsageError(
+                f"instrument {self.name!r} has no item with exactly one option upholding {value}"
+            )
+        return replace(self, items=items, sha256=f"{self.sha256}:{value}")
 
 
 BUILTIN_INSTRUMENTS = (
