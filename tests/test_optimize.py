@@ -15,6 +15,7 @@ import pytest
 import torch
 from support.contrast import small_contrast
 
+from valuescope import optimize
 from valuescope.backends.base import Chat, LoglikelihoodRequest
 from valuescope.calibration import calibrate, default_layers
 from valuescope.contrast import load_contrast
@@ -87,6 +88,39 @@ def test_kl_weight_keeps_the_shared_context_closer_to_the_plain_model(
     free = train_direction(tiny_backend, pairs, 0, start, 8.0, Training(steps=4, kl_weight=0.0))
     held = train_direction(tiny_backend, pairs, 0, start, 8.0, Training(steps=4, kl_weight=50.0))
     assert held.kl[-1] < free.kl[-1]
+
+
+def test_plain_passes_past_the_memory_cap_are_recomputed_to_the_same_direction(
+    tiny_backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap trades memory for forward passes, never the trained direction."""
+    pairs = load_contrast(small_contrast(tmp_path)).of("benevolence")
+    start = np.ones(tiny_backend.hidden_size)
+    training = Training(steps=3, kl_weight=5.0, batch_pairs=2)
+    n_batches = -(-len(pairs) // training.batch_pairs)
+    assert n_batches >= 2
+    calls: list[int] = []
+    real = optimize._plain_pass
+
+    def counted(backend: Any, requests: Any) -> Any:
+        calls.append(len(requests))
+        return real(backend, requests)
+
+    monkeypatch.setattr(optimize, "_plain_pass", counted)
+    kept = train_direction(tiny_backend, pairs, 1, start, 6.0, training)
+    assert len(calls) == n_batches  # everything fits under the default cap: one pass each
+    calls.clear()
+    one = sum(c.numel() * c.element_size() for c in real(tiny_backend, _requests(pairs[:2]))[1])
+    some = train_direction(tiny_backend, pairs, 1, start, 6.0, training, keep_bytes=one)
+    assert len(calls) == 1 + (n_batches - 1) * training.steps  # the first batch fits the cap
+    calls.clear()
+    none = train_direction(tiny_backend, pairs, 1, start, 6.0, training, keep_bytes=0)
+    assert len(calls) == n_batches * training.steps
+    assert kept.kl[-1] > 0  # the guard is live, so a plain pass taken while steered would show
+    for other in (some, none):
+        assert np.allclose(other.unit, kept.unit, atol=1e-6)
+        assert other.kl == pytest.approx(kept.kl, rel=1e-5)
+        assert other.preference_loss == pytest.approx(kept.preference_loss, rel=1e-5)
 
 
 def test_optimized_vectors_train_the_best_layer_and_keep_mean_diff_elsewhere(

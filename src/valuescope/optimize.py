@@ -31,6 +31,13 @@ from .errors import UsageError
 
 ProgressHook = Callable[[str, int, int], None]
 
+PLAIN_KEEP_BYTES = 1 << 30
+"""How much of the plain model's shared-context distributions training keeps between steps
+(bytes). They take context tokens x vocabulary x 4 bytes: about 210 MB for a value's 21
+training pairs on the embedded model, but 650 MB at a 152k vocabulary, and gigabytes for a
+user's own larger pair sets. Batches past this are recomputed at each step instead, which gives
+the same direction and costs one gradient-free forward pass per batch and step."""
+
 
 @dataclass(frozen=True)
 class Training:
@@ -90,15 +97,29 @@ def train_direction(
     training: Training = Training(),
     progress: ProgressHook | None = None,
     label: str = "training",
+    keep_bytes: int = PLAIN_KEEP_BYTES,
 ) -> TrainedDirection:
-    """Train a unit direction at `layer` from `start` (see the module docstring)."""
+    """Train a unit direction at `layer` from `start` (see the module docstring). The plain
+    passes of the first batches are kept up to `keep_bytes`; the rest are recomputed."""
     if not pairs:
         raise UsageError("no contrastive pairs to train a direction on")
     batches = [
         _requests(pairs[k : k + training.batch_pairs])
         for k in range(0, len(pairs), training.batch_pairs)
     ]
-    plain = [_plain_pass(backend, requests) for requests in batches]
+    kept: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+    room = keep_bytes
+
+    def plain(k: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        nonlocal room
+        if k in kept:
+            return kept[k]
+        found = _plain_pass(backend, batches[k])  # no edit is active here
+        size = sum(c.numel() * c.element_size() for c in found[1])
+        if size <= room:
+            kept[k], room = found, room - size
+        return found
+
     start_t = torch.tensor(start / np.linalg.norm(start), dtype=torch.float32)
     u = torch.nn.Parameter(start_t.clone())
     optimizer = torch.optim.Adam([u], lr=training.lr)
@@ -111,7 +132,8 @@ def train_direction(
         progress(label, 0, total)
     for _ in range(training.steps):
         pref_sum = kl_sum = 0.0
-        for requests, (margin0, contexts0) in zip(batches, plain, strict=True):
+        for k, requests in enumerate(batches):
+            margin0, contexts0 = plain(k)
             optimizer.zero_grad()
             terms: list[torch.Tensor] = []
             for s in (1.0, -1.0):
