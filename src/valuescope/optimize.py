@@ -99,8 +99,9 @@ def train_direction(
     label: str = "training",
     keep_bytes: int = PLAIN_KEEP_BYTES,
 ) -> TrainedDirection:
-    """Train a unit direction at `layer` from `start` (see the module docstring). The plain
-    passes of the first batches are kept up to `keep_bytes`; the rest are recomputed."""
+    """Train a unit direction at `layer` from `start` (see the module docstring). Each batch's
+    plain pass is kept, in batch order, while it fits in what is left of `keep_bytes`; the
+    others are recomputed at every step."""
     if not pairs:
         raise UsageError("no contrastive pairs to train a direction on")
     batches = [
