@@ -102,9 +102,9 @@ def test_plain_passes_past_the_memory_cap_are_recomputed_to_the_same_direction(
     calls: list[int] = []
     real = optimize._plain_pass
 
-    def counted(backend: Any, requests: Any) -> Any:
+    def counted(backend: Any, requests: Any, *rest: Any) -> Any:
         calls.append(len(requests))
-        return real(backend, requests)
+        return real(backend, requests, *rest)
 
     monkeypatch.setattr(optimize, "_plain_pass", counted)
     kept = train_direction(tiny_backend, pairs, 1, start, 6.0, training)
@@ -121,6 +121,35 @@ def test_plain_passes_past_the_memory_cap_are_recomputed_to_the_same_direction(
         assert np.allclose(other.unit, kept.unit, atol=1e-6)
         assert other.kl == pytest.approx(kept.kl, rel=1e-5)
         assert other.preference_loss == pytest.approx(kept.preference_loss, rel=1e-5)
+
+
+def test_splitting_a_batch_into_passes_gives_the_same_direction(
+    tiny_backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passes of unequal size (2 + 1 pairs) must each weigh in by their share of the batch."""
+    pairs = load_contrast(small_contrast(tmp_path)).of("benevolence")
+    start = np.ones(tiny_backend.hidden_size)
+    training = Training(steps=3, kl_weight=5.0, batch_pairs=3)
+    assert len(pairs) >= training.batch_pairs  # a full batch is split 2 + 1
+    sizes: list[int] = []
+    real = tiny_backend.forward_scores
+
+    def counted(requests: Any) -> Any:
+        sizes.append(len(requests))
+        return real(requests)
+
+    monkeypatch.setattr(tiny_backend, "forward_scores", counted)
+    whole = train_direction(tiny_backend, pairs, 1, start, 6.0, training, pass_pairs=3)
+    assert max(sizes) == 6
+    sizes.clear()
+    split = train_direction(tiny_backend, pairs, 1, start, 6.0, training, pass_pairs=2)
+    assert max(sizes) == 4 and 2 in sizes  # both the plain and the steered passes are split
+    assert whole.kl[-1] > 0
+    assert np.allclose(split.unit, whole.unit, atol=1e-6)
+    assert split.kl == pytest.approx(whole.kl, rel=1e-5)
+    assert split.preference_loss == pytest.approx(whole.preference_loss, rel=1e-5)
+    with pytest.raises(UsageError, match="pass_pairs 0"):
+        train_direction(tiny_backend, pairs, 1, start, 6.0, training, pass_pairs=0)
 
 
 def test_optimized_vectors_train_the_best_layer_and_keep_mean_diff_elsewhere(

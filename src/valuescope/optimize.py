@@ -38,6 +38,14 @@ training pairs on the embedded model, but 650 MB at a 152k vocabulary, and gigab
 user's own larger pair sets. Batches past this are recomputed at each step instead, which gives
 the same direction and costs one gradient-free forward pass per batch and step."""
 
+PASS_PAIRS = 1
+"""Pairs per forward pass in training. A batch's loss is a mean over its pairs, so its gradient
+is summed over passes and the step is the same; only one pass's graph is alive at a time. On
+the embedded model (2-core CPU), one pair per pass peaks at 1.8 GB and takes 133-159 s per
+value, against 5.7 GB and 193-212 s when a batch's 7 pairs went through at once with both
+signs' graphs alive (every answer padded to the batch's longest). On a GPU with room to
+spare, more pairs per pass may be faster."""
+
 
 @dataclass(frozen=True)
 class Training:
@@ -76,16 +84,27 @@ def _requests(pairs: Sequence[ContrastPair]) -> list[LoglikelihoodRequest]:
     return [LoglikelihoodRequest(p.chat, answer) for p in pairs for answer in p.answers()]
 
 
+def _shared_kl(plain: Sequence[torch.Tensor], steered: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per pair, KL(plain || steered) of the next-token distributions, averaged over the
+    positions of the shared context."""
+    pairs = zip(plain, steered, strict=True)
+    return torch.stack([(p.exp() * (p - q)).sum(-1).mean() for p, q in pairs])
+
+
 @torch.no_grad()
 def _plain_pass(
-    backend: WhiteBoxBackend, requests: list[LoglikelihoodRequest]
+    backend: WhiteBoxBackend, requests: list[LoglikelihoodRequest], pass_pairs: int = 1
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The plain model's margins and shared-context distributions for one batch, kept for
-    every training step. Copied out of the batch's log-distributions: a view would keep all of
-    them alive (both answers' rows, every answer position), which at a 150k-token vocabulary
+    """The plain model's margins and shared-context distributions for one batch, `pass_pairs`
+    pairs per forward pass. Copied out of the passes' log-distributions: a view would keep all
+    of them alive (both answers' rows, every answer position), which at a 150k-token vocabulary
     is about a gigabyte per batch."""
-    means, contexts = backend.forward_scores(requests)
-    return means[0::2] - means[1::2], [c.clone() for c in contexts[0::2]]
+    margins, contexts = [], []
+    for j in range(0, len(requests), 2 * pass_pairs):
+        means, dists = backend.forward_scores(requests[j : j + 2 * pass_pairs])
+        margins.append(means[0::2] - means[1::2])
+        contexts += [c.clone() for c in dists[0::2]]
+    return torch.cat(margins), contexts
 
 
 def train_direction(
@@ -98,12 +117,15 @@ def train_direction(
     progress: ProgressHook | None = None,
     label: str = "training",
     keep_bytes: int = PLAIN_KEEP_BYTES,
+    pass_pairs: int = PASS_PAIRS,
 ) -> TrainedDirection:
     """Train a unit direction at `layer` from `start` (see the module docstring). Each batch's
     plain pass is kept, in batch order, while it fits in what is left of `keep_bytes`; the
     others are recomputed at every step."""
     if not pairs:
         raise UsageError("no contrastive pairs to train a direction on")
+    if pass_pairs < 1:
+        raise UsageError(f"pass_pairs {pass_pairs}: must be at least 1")
     batches = [
         _requests(pairs[k : k + training.batch_pairs])
         for k in range(0, len(pairs), training.batch_pairs)
@@ -115,7 +137,7 @@ def train_direction(
         nonlocal room
         if k in kept:
             return kept[k]
-        found = _plain_pass(backend, batches[k])  # no edit is active here
+        found = _plain_pass(backend, batches[k], pass_pairs)  # no edit is active here
         size = sum(c.numel() * c.element_size() for c in found[1])
         if size <= room:
             kept[k], room = found, room - size
@@ -135,24 +157,25 @@ def train_direction(
         pref_sum = kl_sum = 0.0
         for k, requests in enumerate(batches):
             margin0, contexts0 = plain(k)
-            optimizer.zero_grad()
-            terms: list[torch.Tensor] = []
+            n = len(requests) // 2
+            grad = torch.zeros_like(u)
+            # The batch's loss is a mean over its pairs, so its gradient is the sum of each
+            # pass's share: one step per batch as before, with only one pass's graph alive.
             for s in (1.0, -1.0):
                 sign[0] = s
-                with backend.residual.edit(edit):
-                    means, contexts = backend.forward_scores(requests)
-                margin = (means[0::2] - means[1::2]) - margin0
-                pref = -torch.nn.functional.logsigmoid(s * training.beta * margin).mean()
-                pairs_kl = [
-                    (p.exp() * (p - q)).sum(-1).mean()
-                    for p, q in zip(contexts0, contexts[0::2], strict=True)
-                ]
-                kl = torch.stack(pairs_kl).mean()
-                terms.append(pref + training.kl_weight * kl)
-                pref_sum += float(pref.detach())
-                kl_sum += float(kl.detach())
-            # only the direction gets a gradient, never the weights
-            (grad,) = torch.autograd.grad(torch.stack(terms).sum(), [u])
+                for j in range(0, n, pass_pairs):
+                    with backend.residual.edit(edit):
+                        means, contexts = backend.forward_scores(
+                            requests[2 * j : 2 * (j + pass_pairs)]
+                        )
+                    margin = (means[0::2] - means[1::2]) - margin0[j : j + pass_pairs]
+                    pref = -torch.nn.functional.logsigmoid(s * training.beta * margin).sum() / n
+                    kl = _shared_kl(contexts0[j : j + pass_pairs], contexts[0::2]).sum() / n
+                    # only the direction gets a gradient, never the weights
+                    (part,) = torch.autograd.grad(pref + training.kl_weight * kl, [u])
+                    grad += part
+                    pref_sum += float(pref.detach())
+                    kl_sum += float(kl.detach())
             u.grad = grad
             optimizer.step()
             if progress:
