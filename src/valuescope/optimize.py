@@ -93,7 +93,9 @@ def _shared_kl(plain: Sequence[torch.Tensor], steered: Sequence[torch.Tensor]) -
 
 @torch.no_grad()
 def _plain_pass(
-    backend: WhiteBoxBackend, requests: list[LoglikelihoodRequest], pass_pairs: int = 1
+    backend: WhiteBoxBackend,
+    requests: list[LoglikelihoodRequest],
+    pass_pairs: int = PASS_PAIRS,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The plain model's margins and shared-context distributions for one batch, `pass_pairs`
     pairs per forward pass. Copied out of the passes' log-distributions: a view would keep all
@@ -164,16 +166,17 @@ def train_direction(
             for s in (1.0, -1.0):
                 sign[0] = s
                 for j in range(0, n, pass_pairs):
+                    these = slice(j, j + pass_pairs)  # this pass's pairs; 2 requests each
                     with backend.residual.edit(edit):
                         means, contexts = backend.forward_scores(
-                            requests[2 * j : 2 * (j + pass_pairs)]
+                            requests[2 * these.start : 2 * these.stop]
                         )
-                    margin = (means[0::2] - means[1::2]) - margin0[j : j + pass_pairs]
+                    margin = (means[0::2] - means[1::2]) - margin0[these]
                     pref = -torch.nn.functional.logsigmoid(s * training.beta * margin).sum() / n
-                    kl = _shared_kl(contexts0[j : j + pass_pairs], contexts[0::2]).sum() / n
+                    kl = _shared_kl(contexts0[these], contexts[0::2]).sum() / n
                     # only the direction gets a gradient, never the weights
-                    (part,) = torch.autograd.grad(pref + training.kl_weight * kl, [u])
-                    grad += part
+                    (share,) = torch.autograd.grad(pref + training.kl_weight * kl, [u])
+                    grad += share
                     pref_sum += float(pref.detach())
                     kl_sum += float(kl.detach())
             u.grad = grad
