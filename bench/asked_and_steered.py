@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from steering_bench import (
+from steering_common import (
     audit_deciding,
     compared,
     entry_steering,

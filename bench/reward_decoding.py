@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from steering_bench import BUDGET, audit_deciding, compared, mean_diff_at, refuse, save, values_arg
+from steering_common import BUDGET, audit_deciding, compared, mean_diff_at, refuse, save, values_arg
 
 from valuescope import load_backend
 from valuescope.backends.base import Loglikelihood, LoglikelihoodRequest

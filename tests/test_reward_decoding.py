@@ -23,7 +23,7 @@ LAYER = 2
 
 @pytest.fixture(scope="module")
 def reward(request: pytest.FixtureRequest) -> Any:
-    sys.path.insert(0, str(BENCH))  # the script imports steering_bench as its sibling
+    sys.path.insert(0, str(BENCH))  # the script imports steering_common as its sibling
     request.addfinalizer(lambda: sys.path.remove(str(BENCH)))
     spec = importlib.util.spec_from_file_location("reward_decoding", BENCH / "reward_decoding.py")
     assert spec and spec.loader
