@@ -105,25 +105,30 @@ def part_speed(backend: Any, vectors: VectorSet, results: dict[str, Any]) -> Non
     params = GenerationParams(max_new_tokens=48, temperature=0.0)
     tokenizer = backend.tokenizer
 
-    def rate(steering: Steering | None) -> float:
+    def rate(steering: Steering | None) -> float | None:
         started = time.perf_counter()
         with steering.apply(backend) if steering else contextlib.nullcontext():
             texts = backend.generate(prompts, params)
         seconds = time.perf_counter() - started
         tokens = sum(len(tokenizer(t[0], add_special_tokens=False)["input_ids"]) for t in texts)
-        return tokens / seconds
+        return tokens / seconds if tokens else None  # no text: no rate, not 0 tokens/s
 
     value = "benevolence"
     layer = vectors[value].best_layer
     rate(None)  # warm-up
-    figures = {}
+    figures: dict[str, float | None] = {}
     for name, steering in (
         ("plain", None),
         ("add", Steering(vectors, [Term(value, layer, 2.0)], "add")),
         ("gated", Steering(vectors, [Term(value, layer, 1.0)], "gated")),
         ("plain again", None),
     ):
-        figures[name] = round(rate(steering), 1)
+        found = rate(steering)
+        figures[name] = round(found, 1) if found is not None else None
+    if None in figures.values():
+        print("speed: the model generated no text under "
+              f"{', '.join(k for k, v in figures.items() if v is None)}; tokens/s left empty",
+              file=sys.stderr)  # fmt: skip
     results["speed"] = {"tokens_per_s": figures, "prompts": 16, "max_new_tokens": 48,
                         "batch_size": backend.batch_size,
                         "forward_tokens_per_s": forward_rates(backend, vectors)}  # fmt: skip
@@ -133,9 +138,11 @@ def part_speed(backend: Any, vectors: VectorSet, results: dict[str, Any]) -> Non
 
 def forward_rates(backend: Any, vectors: VectorSet) -> dict[str, float]:
     """Fixed work (16 x 128 tokens, 3 forward passes): the hooks' own cost, free of the
-    confound that steered generations may stop at a different length."""
-
-    ids = torch.randint(100, 10_000, (16, 128), generator=torch.Generator().manual_seed(0))
+    confound that steered generations may stop at a different length. The token ids are drawn
+    from 100-9,999 (past most special tokens), inside a smaller model's vocabulary."""
+    vocab = backend.model.get_input_embeddings().num_embeddings
+    low, high = min(100, vocab // 2), min(10_000, vocab)
+    ids = torch.randint(low, high, (16, 128), generator=torch.Generator().manual_seed(0))
     layer = vectors["benevolence"].best_layer
 
     def rate(steering: Steering | None) -> float:
