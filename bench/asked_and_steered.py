@@ -37,6 +37,7 @@ from steering_common import (
     audit_deciding,
     compared,
     entry_steering,
+    load_results,
     mean_diff_at,
     refuse,
     save,
@@ -66,7 +67,7 @@ def main() -> None:
     if missing:
         refuse(f"{STEERING} has no calibrated steering for {', '.join(missing)}; run "
                f"bench/steering_bench.py --part success --values {','.join(missing)}")  # fmt: skip
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = load_results(RESULTS)
     results["machine"] = f"{os.cpu_count()}-core {platform.machine()}, torch {torch.__version__}"
     command = " ".join(["python bench/asked_and_steered.py", *sys.argv[1:]])
     if command not in results.setdefault("commands", []):

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -44,7 +43,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from steering_common import BUDGET, audit_deciding, compared, mean_diff_at, refuse, save, values_arg
+from steering_common import (
+    BUDGET,
+    audit_deciding,
+    compared,
+    load_results,
+    mean_diff_at,
+    refuse,
+    save,
+    values_arg,
+)
 
 from valuescope import load_backend
 from valuescope.backends.base import Loglikelihood, LoglikelihoodRequest
@@ -204,7 +212,7 @@ def main() -> None:
     backend = load_backend("smollm2")
     if not isinstance(backend, LocalBackend):
         refuse("the embedded model did not load as a local white-box backend")
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = load_results(RESULTS)
     results["machine"] = f"{os.cpu_count()}-core {platform.machine()}, torch {torch.__version__}"
     settings = {
         "top_k": TOP_K,
@@ -221,7 +229,7 @@ def main() -> None:
     if command not in results.setdefault("commands", []):
         results["commands"].append(command)
     vectors = mean_diff_at(backend, RUNS / "vectors.safetensors")
-    stored = json.loads(STEERING.read_text()) if STEERING.exists() else {}
+    stored = load_results(STEERING)
     plain_ppl = perplexity(backend)
     done = results.setdefault("values", {})
     for value in values:

@@ -118,8 +118,10 @@ def model_file(spec: str) -> dict[str, Any] | None:
     return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
-def load_results() -> dict[str, Any]:
-    return json.loads(SETTINGS.results.read_text()) if SETTINGS.results.exists() else {}
+def load_results(path: Path | None = None) -> dict[str, Any]:
+    """A results file's figures, or none yet (default: this bench's SETTINGS.results)."""
+    path = path or SETTINGS.results
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def save(results: dict[str, Any], path: Path | None = None) -> None:
