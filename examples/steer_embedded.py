@@ -1,8 +1,8 @@
 """Close the loop on one value from Python: find it in the embedded model's activations, steer
 toward it within a fluency budget, and measure the change on dilemmas no vector saw.
 
-Run: `.venv/bin/python examples/steer_embedded.py [value]` (default achievement; about five
-minutes on 2 CPU cores). `valuescope steer` does the same for a whole target profile.
+Run: `.venv/bin/python examples/steer_embedded.py [value]` (default achievement; about four
+and a half minutes on 2 CPU cores). `valuescope steer` does the same for a whole target profile.
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ class Outcome:
 def main(value: str = "achievement") -> Outcome:
     console = Console(stderr=True)
     backend = load_white_box("smollm2")
-    # valuescope's own contrastive pairs: the audit's items never build or calibrate a vector
-    contrast = load_contrast("schwartz")
+    # valuescope's own contrastive pairs: the audit's items never build or calibrate a vector.
+    # This value's pairs alone give its vectors (load_contrast("schwartz") alone: all ten).
+    contrast = load_contrast("schwartz").only(value)
     with progress_bar(console) as progress:
-        vectors = extract_vectors(backend, contrast, progress=progress)  # all values and layers
+        vectors = extract_vectors(backend, contrast, progress=progress)  # at every layer
     found = vectors[value]
     readings = read_texts(backend, vectors, TEXTS)[value]
 

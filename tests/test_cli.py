@@ -33,6 +33,14 @@ def test_help_lists_commands() -> None:
         assert command in result.stdout
 
 
+def test_the_command_line_starts_without_loading_torch() -> None:
+    """torch takes seconds to import: help, usage errors and server runs never need it."""
+    probe = "import sys, valuescope.cli, valuescope.residual; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_unknown_model_spec_is_one_line_exit_2(tmp_path: Path) -> None:
     result = run("audit", "--model", "gpt5", "--out", str(tmp_path / "run"))
     assert result.returncode == 2

@@ -141,6 +141,23 @@ def test_mean_diff_vectors_are_the_gap_between_the_stances(
     assert 0 <= best < len(tiny_backend.residual)
 
 
+def test_one_values_pairs_alone_give_that_values_vectors(tiny_backend: Any, tmp_path: Path) -> None:
+    contrast = load_contrast(small_contrast(tmp_path))
+    whole = extract_vectors(tiny_backend, contrast, seed=0)
+    alone = extract_vectors(tiny_backend, contrast.only("benevolence"), seed=0)
+    assert list(alone.values) == ["benevolence"]
+    assert alone.contrast["sha256"] != whole.contrast["sha256"]  # never passes for the whole set
+    mine, theirs = alone["benevolence"], whole["benevolence"]
+    assert mine.best_layer == theirs.best_layer and mine.layers.keys() == theirs.layers.keys()
+    for layer, found in mine.layers.items():
+        assert np.allclose(found.vector, theirs.layers[layer].vector, atol=1e-5)
+        assert found.accuracy == theirs.layers[layer].accuracy
+    with pytest.raises(UsageError, match="no contrastive pairs for kindness; it has pairs for"):
+        contrast.only(["benevolence", "kindness"])
+    with pytest.raises(UsageError, match="no value; it has pairs for"):
+        contrast.only([])
+
+
 def test_the_vector_file_round_trips(tiny_backend: Any, tmp_path: Path) -> None:
     from safetensors import safe_open
 
@@ -269,13 +286,23 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, env=dict(os.environ), timeout=900)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def made_by_cli(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`valuescope vectors` run once on the tiny model: its output and the file it wrote."""
+    where = tmp_path_factory.mktemp("cli-vectors")
+    vec = where / "v.safetensors"
+    done = _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast",
+                str(small_contrast(where)), "--out", str(vec))  # fmt: skip
+    return done, vec
+
+
 def test_vectors_read_and_steered_audit_from_the_command_line(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
 ) -> None:
     model = f"hf:{tiny_model_dir}"
-    vec = tmp_path / "v.safetensors"
-    done = _cli("vectors", "-m", model, "--contrast", str(small_contrast(tmp_path)),
-                "--out", str(vec))  # fmt: skip
+    done, vec = made_by_cli
     assert done.returncode == 0, done.stderr
     assert "benevolence" in done.stdout and vec.is_file()
     done = _cli("read", "--vectors", str(vec), "I helped them gladly.", "--out",
@@ -299,10 +326,11 @@ def test_vectors_read_and_steered_audit_from_the_command_line(
     assert other["items"] != doc["items"]  # the vector changed the model's answers
 
 
-def test_vectors_refuse_a_model_of_another_shape(tiny_model_dir: Path, tmp_path: Path) -> None:
-    vec = tmp_path / "v.safetensors"
-    assert _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast",
-                str(small_contrast(tmp_path)), "--out", str(vec)).returncode == 0  # fmt: skip
+def test_vectors_refuse_a_model_of_another_shape(
+    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    done, vec = made_by_cli
+    assert done.returncode == 0, done.stderr
     meta_path = tmp_path / "other.safetensors"
     loaded = VectorSet.load(vec)
     loaded.hidden_size += 1
@@ -369,11 +397,12 @@ def test_answers_are_read_in_their_own_context_and_set_against_the_choice(
     assert read_answers(tiny_backend, found, other).probs != reading.probs
 
 
-def test_read_run_from_the_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_read_run_from_the_command_line(
+    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
     model = f"hf:{tiny_model_dir}"
-    vec = tmp_path / "v.safetensors"
-    assert _cli("vectors", "-m", model, "--contrast", str(small_contrast(tmp_path)),
-                "--out", str(vec)).returncode == 0  # fmt: skip
+    done, vec = made_by_cli
+    assert done.returncode == 0, done.stderr
     mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
     run = tmp_path / "gen"
     done = _cli("audit", "-m", model, "-i", mini, "--method", "generate", "--no-paraphrase",

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -85,6 +86,19 @@ class ContrastSet:
 
     def of(self, value: str) -> list[ContrastPair]:
         return [p for p in self.pairs if p.value == value]
+
+    def only(self, values: str | Sequence[str]) -> ContrastSet:
+        """The pairs of `values` alone: extracting one value's vectors need not read the
+        others' pairs (each value's directions and probes come from its own pairs only).
+        Its `sha256` names the file and the values kept, so it never passes for the whole set."""
+        chosen = [values] if isinstance(values, str) else list(values)
+        unknown = [v for v in chosen if v not in self.values]
+        if unknown or not chosen:
+            wrong = f"no contrastive pairs for {', '.join(unknown)}" if unknown else "no value"
+            raise UsageError(f"{self.source}: {wrong}; it has pairs for {', '.join(self.values)}")
+        kept = tuple(p for p in self.pairs if p.value in chosen)
+        digest = hashlib.sha256(f"{self.sha256}:{','.join(sorted(chosen))}".encode()).hexdigest()
+        return replace(self, pairs=kept, sha256=digest)
 
     def split(self, value: str, held_out: float, seed: int) -> tuple[list[ContrastPair], ...]:
         """Train and held-out pairs of `value`, a seeded shuffle (same every run)."""

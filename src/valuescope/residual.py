@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .errors import BackendCapabilityError
 
-LayerEdit = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # torch loads with a white-box model, not with the command line
+    import torch
+    from torch import nn
+
+LayerEdit = Callable[["torch.Tensor"], "torch.Tensor"]
 """Maps a layer's output hidden states (batch, seq, hidden) to the edited ones."""
 
 _GUESSES = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers")
@@ -26,6 +27,8 @@ def find_layers(model: nn.Module, path: str | None = None) -> nn.ModuleList:
 
     `path` may also be a template such as `model.layers.{num}` (the index part is dropped).
     """
+    from torch import nn
+
     candidates = (path.split(".{num}")[0],) if path else _GUESSES
     for candidate in candidates:
         module: Any = model
@@ -67,6 +70,8 @@ def _replace_hidden(output: Any, hidden: torch.Tensor) -> Any:
 
 
 def _hidden_of(output: Any) -> torch.Tensor:
+    import torch
+
     hidden = output[0] if isinstance(output, tuple) else output
     if not isinstance(hidden, torch.Tensor):
         raise BackendCapabilityError(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..modelspec import ModelSpec
 from ..residual import ResidualStream
+
+if TYPE_CHECKING:  # torch loads with a white-box model, not with the command line
+    import torch
 
 Progress = Callable[[int], None]
 """Called with the number of requests just finished (drives progress bars)."""
