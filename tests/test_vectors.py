@@ -326,6 +326,27 @@ def test_vectors_read_and_steered_audit_from_the_command_line(
     assert other["items"] != doc["items"]  # the vector changed the model's answers
 
 
+def test_vectors_of_chosen_values_from_the_command_line(
+    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    _, whole_file = made_by_cli
+    contrast = str(small_contrast(tmp_path))
+    vec = tmp_path / "benevolence.safetensors"
+    done = _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast", contrast,
+                "--values", "benevolence", "--out", str(vec))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "benevolence" in done.stdout and "power" not in done.stdout
+    alone, whole = VectorSet.load(vec), VectorSet.load(whole_file)
+    assert list(alone.values) == ["benevolence"]
+    for layer, found in alone["benevolence"].layers.items():
+        assert np.allclose(found.vector, whole["benevolence"].layers[layer].vector, atol=1e-5)
+    wrong = _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast", contrast,
+                 "--values", "benevolence,kindness", "--out", str(tmp_path / "no.safetensors"))  # fmt: skip
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "--values" in wrong.stderr and "no contrastive pairs for kindness" in wrong.stderr
+    assert not (tmp_path / "no.safetensors").exists()
+
+
 def test_vectors_refuse_a_model_of_another_shape(
     tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
 ) -> None:

@@ -34,6 +34,13 @@ def vectors(
     held_out: Annotated[
         float, typer.Option(help="Share of each value's pairs kept out to score the probes.")
     ] = 0.3,
+    values: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these values, comma-separated (e.g. benevolence,power); each value's "
+            "vectors come from its own pairs alone. Default: every value with pairs."
+        ),
+    ] = None,
     seed: SeedOpt = 0,
     out_file: Annotated[
         Path, typer.Option("--out", "-o", help="Vector file to write (safetensors).")
@@ -42,12 +49,18 @@ def vectors(
     """Extract value vectors per value and layer; report held-out probe accuracy; save them."""
     from .backends import load_white_box
     from .contrast import load_contrast
+    from .errors import UsageError
     from .optimize import Training
     from .progress import progress_bar
     from .vectors import extract_vectors
 
     training = Training(steps=train_steps)
     pairs = load_contrast(contrast or taxonomy)
+    if values is not None:
+        try:
+            pairs = pairs.only([v.strip() for v in values.split(",") if v.strip()])
+        except UsageError as error:
+            raise UsageError(f"--values {values!r}: {error}") from None
     backend = load_white_box(model)
     with progress_bar(err) as hook:
         found = extract_vectors(
@@ -70,7 +83,8 @@ def vectors(
             f"{vv.n_train}/{vv.n_held_out}",
         )
     out.print(table)
-    out.print(f"{found.seconds:.1f} s for {len(found.values)} values x {found.num_layers} layers")
+    n = len(found.values)
+    out.print(f"{found.seconds:.1f} s for {n} value{'s' * (n != 1)} x {found.num_layers} layers")
     out.print(f"vectors: {out_file}")
 
 
