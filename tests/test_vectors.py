@@ -147,6 +147,9 @@ def test_one_values_pairs_alone_give_that_values_vectors(tiny_backend: Any, tmp_
     alone = extract_vectors(tiny_backend, contrast.only("benevolence"), seed=0)
     assert list(alone.values) == ["benevolence"]
     assert alone.contrast["sha256"] != whole.contrast["sha256"]  # never passes for the whole set
+    twice = contrast.only(["benevolence", "power", "benevolence"])
+    assert twice.sha256 == contrast.only(["power", "benevolence"]).sha256
+    assert twice.pairs == contrast.pairs  # in the file's order, each pair once
     mine, theirs = alone["benevolence"], whole["benevolence"]
     assert mine.best_layer == theirs.best_layer and mine.layers.keys() == theirs.layers.keys()
     for layer, found in mine.layers.items():

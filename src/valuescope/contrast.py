@@ -97,7 +97,8 @@ class ContrastSet:
             wrong = f"no contrastive pairs for {', '.join(unknown)}" if unknown else "no value"
             raise UsageError(f"{self.source}: {wrong}; it has pairs for {', '.join(self.values)}")
         kept = tuple(p for p in self.pairs if p.value in chosen)
-        digest = hashlib.sha256(f"{self.sha256}:{','.join(sorted(chosen))}".encode()).hexdigest()
+        named = ",".join(sorted(set(chosen)))  # however they were listed: the same pairs
+        digest = hashlib.sha256(f"{self.sha256}:{named}".encode()).hexdigest()
         return replace(self, pairs=kept, sha256=digest)
 
     def split(self, value: str, held_out: float, seed: int) -> tuple[list[ContrastPair], ...]:
