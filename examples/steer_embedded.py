@@ -1,8 +1,8 @@
 """Close the loop on one value from Python: find it in the embedded model's activations, steer
 toward it within a fluency budget, and measure the change on dilemmas no vector saw.
 
-Run: `.venv/bin/python examples/steer_embedded.py [value]` (default achievement; about four
-and a half minutes on 2 CPU cores). `valuescope steer` does the same for a whole target profile.
+Run: `.venv/bin/python examples/steer_embedded.py [value]` (default achievement; about three
+and a quarter minutes on 2 CPU cores). `valuescope steer` does the same for a whole target profile.
 """
 
 from __future__ import annotations

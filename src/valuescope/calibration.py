@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,26 @@ def default_layers(vectors: VectorSet, value: str, n_layers: int = 2) -> list[in
     return ranked[:n_layers]
 
 
+def _sweep(
+    measure: Callable[[int, float], SweepPoint], layer: int, budget: float, refine: int
+) -> None:
+    """Double the coefficient until past the budget, then bisect `refine` times."""
+    coef, within, over = START, 0.0, 0.0
+    for _ in range(MAX_STEPS):
+        if measure(layer, coef).fluency_cost > budget:
+            over = coef
+            break
+        within = coef
+        coef *= 2
+    if within and over:  # the budget lies between them: narrow it down
+        for _ in range(refine):
+            middle = (within * over) ** 0.5
+            if measure(layer, middle).fluency_cost > budget:
+                over = middle
+            else:
+                within = middle
+
+
 def calibrate(
     backend: WhiteBoxBackend,
     vectors: VectorSet,
@@ -184,10 +205,13 @@ def calibrate(
     progress: ProgressHook | None = None,
     refine: int = REFINE,
     memo: Checkpoint | None = None,
+    replay: bool = True,
 ) -> Calibration:
     """Sweep coefficients (sign of `direction`) at the best layers; keep the best within budget.
 
-    `refine` is the number of bisections after the doubling (0 reproduces doubling alone)."""
+    `refine` is the number of bisections after the doubling (0 reproduces doubling alone).
+    `replay` skips the blocks below the swept layer once they have run on a text (the same
+    numbers, checked on the model's first replay; see replay.py)."""
     vv = vectors[value]
     if not contrast.of(value):
         raise UsageError(f"no contrastive pairs for {value!r} to calibrate on")
@@ -213,20 +237,8 @@ def calibrate(
         return points[-1]
 
     for layer in layers:
-        coef, within, over = START, 0.0, 0.0
-        for _ in range(MAX_STEPS):
-            if measure(layer, coef).fluency_cost > budget:
-                over = coef
-                break
-            within = coef
-            coef *= 2
-        if within and over:  # the budget lies between them: narrow it down
-            for _ in range(refine):
-                middle = (within * over) ** 0.5
-                if measure(layer, middle).fluency_cost > budget:
-                    over = middle
-                else:
-                    within = middle
+        with backend.residual.replay.below(layer) if replay else nullcontext():
+            _sweep(measure, layer, budget, refine)
         if progress:  # a layer that stopped early skips its unused steps
             progress(label, MAX_STEPS + refine - sum(p.layer == layer for p in points), total)
     feasible = [p for p in points if p.fluency_cost <= budget]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .errors import BackendCapabilityError
+from .replay import LayerReplay
 
 if TYPE_CHECKING:  # torch loads with a white-box model, not with the command line
     import torch
@@ -85,6 +86,8 @@ class ResidualStream:
 
     def __init__(self, layers: Iterable[nn.Module]) -> None:
         self._layers = list(layers)
+        self.replay = LayerReplay(self._layers)
+        """Skips the blocks below a swept layer for passes the backend names (see replay.py)."""
 
     @classmethod
     def of(cls, model: nn.Module, layer_path: str | None = None) -> ResidualStream:

@@ -185,9 +185,35 @@ class LocalBackend:
 
     def _score_batch(
         self, batch: list[tuple[tuple[int, ...], list[int]]], encoded: list[_Encoded]
-    ) -> Iterator[tuple[int, Loglikelihood]]:
+    ) -> list[tuple[int, Loglikelihood]]:
+        # The batch's contexts and continuations fix both forward passes' inputs: the name
+        # under which a sweep replays them (residual.replay; plain runs ignore it).
+        key = tuple((ctx, tuple(encoded[i].continuation for i in ms)) for ctx, ms in batch)
+        replay = self._residual.replay
+        if replay.status == "unchecked" and replay.mode_of(key) == "replay":
+            real = self._scores(batch, encoded, None)
+            try:
+                fast = self._scores(batch, encoded, key)
+                same = all(
+                    abs(a.logprob - b.logprob) <= 1e-5 * max(1.0, abs(b.logprob))
+                    for (_, a), (_, b) in zip(fast, real, strict=True)
+                )
+            except Exception:  # a block that will not be skipped: run every block instead
+                same = False
+            replay.confirm(same)
+            return real
+        return self._scores(batch, encoded, key)
+
+    def _scores(
+        self,
+        batch: list[tuple[tuple[int, ...], list[int]]],
+        encoded: list[_Encoded],
+        key: tuple[Any, ...] | None,
+    ) -> list[tuple[int, Loglikelihood]]:
         device = self.model.device
-        out, mask, _ = self._prefill([ctx for ctx, _ in batch])
+        replay = self._residual.replay
+        with replay.pass_of(key, "context"):
+            out, mask, _ = self._prefill([ctx for ctx, _ in batch])
         first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
 
         rows = [(group, index) for group, (_, members) in enumerate(batch) for index in members]
@@ -207,14 +233,17 @@ class LocalBackend:
             ctx_len = mask.sum(-1)[group_index]
             cont_pos = ctx_len[:, None] + torch.arange(rest_width)[None, :]
             full_mask = torch.cat([mask[group_index], cont_mask], dim=1)
-            out2 = self.model(
-                input_ids=cont_ids.to(device),
-                attention_mask=full_mask.to(device),
-                position_ids=cont_pos.to(device),
-                use_cache=True,
-                **{self._cache_arg: cache},
-            )
+            with replay.pass_of(key, "continuation"):
+                out2 = self.model(
+                    input_ids=cont_ids.to(device),
+                    attention_mask=full_mask.to(device),
+                    position_ids=cont_pos.to(device),
+                    use_cache=True,
+                    **{self._cache_arg: cache},
+                )
             later = torch.log_softmax(out2.logits.float(), dim=-1)
+        replay.complete(key, ("context", "continuation") if rest_width > 0 else ("context",))
+        found = []
         for row, (group, index) in enumerate(rows):
             cont = conts[row]
             dists = [first[group]]
@@ -222,7 +251,8 @@ class LocalBackend:
                 dists.extend(later[row, j] for j in range(len(cont) - 1))
             token_lps = tuple(float(dist[tok]) for dist, tok in zip(dists, cont, strict=True))
             greedy = all(int(dist.argmax()) == tok for dist, tok in zip(dists, cont, strict=True))
-            yield index, Loglikelihood(sum(token_lps), token_lps, greedy)
+            found.append((index, Loglikelihood(sum(token_lps), token_lps, greedy)))
+        return found
 
     @torch.inference_mode()
     def loglikelihood_naive(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
