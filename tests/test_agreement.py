@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 
 from valuescope.agreement import agreement, rank_correlation
 from valuescope.errors import UsageError
@@ -39,13 +37,10 @@ def test_cli_audits_three_instruments_and_reports_agreement(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "all"
-    done = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", "audit", "--model", f"hf:{tiny_model_dir}",
-         "-i", "schwartz-dilemmas", "-i", "schwartz-portraits", "-i", "schwartz-outcomes",
-         "--limit", "30", "--budget", "80", "--no-paraphrase", "--method", "auto",
-         "--out", str(out)],
-        capture_output=True, text=True, env=dict(os.environ), timeout=900,
-    )  # fmt: skip
+    done = run_cli("audit", "--model", f"hf:{tiny_model_dir}",
+                   "-i", "schwartz-dilemmas", "-i", "schwartz-portraits", "-i", "schwartz-outcomes",
+                   "--limit", "30", "--budget", "80", "--no-paraphrase", "--method", "auto",
+                   "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "agreement.json").read_text())
     assert len(report["pairs"]) == 3

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.cli import run_cli
 
 from valuescope.audit import AuditConfig, run_audit
 from valuescope.errors import UsageError
@@ -197,13 +198,9 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     proc.wait()
     chunks_before = len(progress.read_text().splitlines()) - 1
     assert 1 <= chunks_before < 3  # 36 items = 3 chunks: killed part-way
-    resumed = subprocess.run(
-        _cli(*base, "--out", str(killed)), env=env, capture_output=True, text=True
-    )
+    resumed = run_cli(*base, "--out", str(killed))  # the same command, run again
     assert resumed.returncode == 0, resumed.stderr
-    clean = subprocess.run(
-        _cli(*base, "--out", str(tmp_path / "clean")), env=env, capture_output=True, text=True
-    )
+    clean = run_cli(*base, "--out", str(tmp_path / "clean"))
     assert clean.returncode == 0, clean.stderr
     a = json.loads((killed / "results.json").read_text())
     b = json.loads((tmp_path / "clean" / "results.json").read_text())

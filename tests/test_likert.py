@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from support.cli import run_cli
 
 from valuescope.backends import Chat, LoglikelihoodRequest
 from valuescope.errors import UsageError
@@ -136,11 +134,9 @@ def test_ratings_are_the_digit_probabilities_in_both_directions(tiny_backend: An
 
 def test_cli_audit_of_a_questionnaire_with_alpha(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", "audit", "--model", f"hf:{tiny_model_dir}",
-         "--instrument", "schwartz-portraits", "--limit", "20", "--alpha", "--out", str(out)],
-        capture_output=True, text=True, env=dict(os.environ), timeout=600,
-    )  # fmt: skip
+    args = ["audit", "--model", f"hf:{tiny_model_dir}", "--instrument", "schwartz-portraits",
+            "--limit", "20", "--alpha", "--out", str(out)]  # fmt: skip
+    done = run_cli(*args)
     assert done.returncode == 0, done.stderr
     doc = json.loads((out / "results.json").read_text())
     assert doc["instrument"]["kind"] == "likert" and len(doc["items"]) == 20
@@ -159,19 +155,12 @@ def test_cli_audit_of_a_questionnaire_with_alpha(tiny_model_dir: Path, tmp_path:
     card = (out / "card.html").read_text()
     assert "scale-direction consistency" in card and "Cronbach" in card
     # Rerunning resumes from the checkpoint: same results, nothing recomputed differently.
-    again = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", "audit", "--model", f"hf:{tiny_model_dir}",
-         "--instrument", "schwartz-portraits", "--limit", "20", "--alpha", "--out", str(out)],
-        capture_output=True, text=True, env=dict(os.environ), timeout=600,
-    )  # fmt: skip
+    again = run_cli(*args)
     assert again.returncode == 0
     redo = json.loads((out / "results.json").read_text())
     assert redo["likert"] == likert
 
 
 def test_alpha_flag_with_a_dilemma_instrument_is_a_usage_error(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", "audit", "--alpha", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = run_cli("audit", "--alpha", "--out", str(tmp_path))
     assert done.returncode == 2 and "--alpha applies to likert" in done.stderr

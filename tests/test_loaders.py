@@ -7,12 +7,10 @@ downloaded.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 
 from valuescope.errors import UsageError
 from valuescope.instrument import Instrument
@@ -57,26 +55,19 @@ def test_a_value_map_naming_unknown_ids_is_a_clear_error(tmp_path: Path) -> None
         load_daily_dilemmas(PUBLIC / "daily-dilemmas-sample.csv", None)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", *args],
-        capture_output=True, text=True, env=dict(os.environ), timeout=600,
-    )  # fmt: skip
-
-
 def test_both_formats_audited_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
-    done = _cli("audit", "--model", f"hf:{tiny_model_dir}",
-                "-i", f"dailydilemmas:{PUBLIC / 'daily-dilemmas-sample.csv'}",
-                "--value-map", str(PUBLIC / "daily-dilemmas-map.yaml"),
-                "--out", str(tmp_path / "dd"))  # fmt: skip
+    done = run_cli("audit", "--model", f"hf:{tiny_model_dir}",
+                   "-i", f"dailydilemmas:{PUBLIC / 'daily-dilemmas-sample.csv'}",
+                   "--value-map", str(PUBLIC / "daily-dilemmas-map.yaml"),
+                   "--out", str(tmp_path / "dd"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "not in --value-map (ignored): whimsy (3)" in done.stderr
     doc = json.loads((tmp_path / "dd" / "results.json").read_text())
     assert doc["instrument"]["items"] == 5 and "benevolence" in doc["profile"]
-    done = _cli("audit", "--model", f"hf:{tiny_model_dir}",
-                "-i", f"utility-options:{PUBLIC / 'utility-options-sample.json'}",
-                "--value-map", str(PUBLIC / "utility-options-map.yaml"),
-                "--out", str(tmp_path / "ue"))  # fmt: skip
+    done = run_cli("audit", "--model", f"hf:{tiny_model_dir}",
+                   "-i", f"utility-options:{PUBLIC / 'utility-options-sample.json'}",
+                   "--value-map", str(PUBLIC / "utility-options-map.yaml"),
+                   "--out", str(tmp_path / "ue"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     doc = json.loads((tmp_path / "ue" / "results.json").read_text())
     assert doc["instrument"]["kind"] == "pairwise" and doc["pairwise"]["comparisons"] == 44
@@ -85,8 +76,8 @@ def test_both_formats_audited_end_to_end(tiny_model_dir: Path, tmp_path: Path) -
 
 
 def test_value_map_without_a_converted_instrument_is_a_usage_error(tmp_path: Path) -> None:
-    done = _cli("audit", "--value-map", str(PUBLIC / "daily-dilemmas-map.yaml"),
-                "--out", str(tmp_path))  # fmt: skip
+    done = run_cli("audit", "--value-map", str(PUBLIC / "daily-dilemmas-map.yaml"),
+                   "--out", str(tmp_path))  # fmt: skip
     assert done.returncode == 2 and "--value-map applies to" in done.stderr
 
 
@@ -182,27 +173,29 @@ def test_an_unreachable_hub_dataset_is_a_clear_error() -> None:
 def test_a_table_and_a_hub_dataset_audited_from_the_command_line(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    done = _cli("audit", "--model", f"hf:{tiny_model_dir}",
-                "-i", f"table:{PUBLIC / 'statements-sample.csv'}",
-                "--columns", "id=qid,text=statement,value=trait,keyed=direction",
-                "--value-map", str(PUBLIC / "statements-map.yaml"),
-                "--out", str(tmp_path / "table"))  # fmt: skip
+    done = run_cli("audit", "--model", f"hf:{tiny_model_dir}",
+                   "-i", f"table:{PUBLIC / 'statements-sample.csv'}",
+                   "--columns", "id=qid,text=statement,value=trait,keyed=direction",
+                   "--value-map", str(PUBLIC / "statements-map.yaml"),
+                   "--out", str(tmp_path / "table"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "not in --value-map (ignored): gluttony (1)" in done.stderr
     doc = json.loads((tmp_path / "table" / "results.json").read_text())
     assert doc["instrument"]["kind"] == "likert" and doc["instrument"]["items"] == 7
     assert set(doc["profile"]) == {"self-direction", "stimulation", "benevolence", "universalism"}
     folder = _hub_folder(tmp_path)
-    done = _cli("audit", "--model", f"hf:{tiny_model_dir}", "-i", f"dailydilemmas:hf:{folder}",
-                "--value-map", str(PUBLIC / "daily-dilemmas-map.yaml"),
-                "--out", str(tmp_path / "hub"))  # fmt: skip
+    done = run_cli("audit", "--model", f"hf:{tiny_model_dir}", "-i", f"dailydilemmas:hf:{folder}",
+                   "--value-map", str(PUBLIC / "daily-dilemmas-map.yaml"),
+                   "--out", str(tmp_path / "hub"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     doc = json.loads((tmp_path / "hub" / "results.json").read_text())
     assert doc["instrument"]["items"] == 5 and doc["instrument"]["source"].startswith("hf:")
 
 
 def test_columns_without_a_table_source_is_a_usage_error(tmp_path: Path) -> None:
-    done = _cli("audit", "--columns", "text=a,value=b", "--out", str(tmp_path))
+    done = run_cli("audit", "--columns", "text=a,value=b", "--out", str(tmp_path))
     assert done.returncode == 2 and "--columns applies to table:" in done.stderr
-    done = _cli("audit", "-i", f"table:{PUBLIC / 'statements-sample.csv'}", "--out", str(tmp_path))
+    done = run_cli(
+        "audit", "-i", f"table:{PUBLIC / 'statements-sample.csv'}", "--out", str(tmp_path)
+    )
     assert done.returncode == 2 and "need --columns" in done.stderr

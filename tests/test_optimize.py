@@ -4,15 +4,13 @@ preference it is trained on, and `--method optimized` writes a file the rest of 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from support.cli import run_cli
 from support.contrast import small_contrast
 
 from valuescope import optimize
@@ -187,23 +185,18 @@ def test_training_settings_are_checked() -> None:
         Training(radius=0)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "valuescope.cli", *args], capture_output=True,
-                          text=True, env=dict(os.environ), timeout=900)  # fmt: skip
-
-
 def test_optimized_vectors_from_the_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:
     model = f"hf:{tiny_model_dir}"
     vec = tmp_path / "v.safetensors"
     contrast = str(small_contrast(tmp_path))
-    done = _cli("vectors", "-m", model, "--contrast", contrast, "--method", "optimized",
-                "--train-steps", "1", "--out", str(vec))  # fmt: skip
+    done = run_cli("vectors", "-m", model, "--contrast", contrast, "--method", "optimized",
+                   "--train-steps", "1", "--out", str(vec))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "optimized" in done.stdout and "power" in done.stdout
     meta = VectorSet.load(vec)
     assert meta.method == "optimized" and set(meta.extra["optimized"]) == {"benevolence", "power"}
-    bad = _cli("vectors", "-m", model, "--contrast", contrast, "--method", "optimized",
-               "--train-steps", "0", "--out", str(tmp_path / "x.safetensors"))  # fmt: skip
+    bad = run_cli("vectors", "-m", model, "--contrast", contrast, "--method", "optimized",
+                  "--train-steps", "0", "--out", str(tmp_path / "x.safetensors"))  # fmt: skip
     assert bad.returncode == 2 and "--train-steps 0" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert json.loads(json.dumps(meta.extra))  # the training record is plain JSON

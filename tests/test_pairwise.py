@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 from scipy.stats import spearmanr
+from support.cli import run_cli
 
 from valuescope.backends import Loglikelihood, LoglikelihoodRequest
 from valuescope.errors import UsageError
@@ -138,11 +136,8 @@ def test_budget_below_a_spanning_start_is_refused() -> None:
 
 def test_cli_audit_of_outcomes(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", "audit", "--model", f"hf:{tiny_model_dir}",
-         "--instrument", "schwartz-outcomes", "--budget", "100", "--out", str(out)],
-        capture_output=True, text=True, env=dict(os.environ), timeout=600,
-    )  # fmt: skip
+    done = run_cli("audit", "--model", f"hf:{tiny_model_dir}", "--instrument",
+                   "schwartz-outcomes", "--budget", "100", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     doc = json.loads((out / "results.json").read_text())
     block = doc["pairwise"]

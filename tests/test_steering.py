@@ -6,14 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from support.cli import Ran, run_cli
 from support.contrast import small_contrast
 
 from valuescope.calibration import MAX_STEPS, REFINE, START, Calibration, calibrate, parse_target
@@ -267,9 +265,8 @@ def test_misses_carry_what_each_values_calibration_says() -> None:
 # -- the whole loop from the command line --------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "valuescope.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, "COLUMNS": "200"}, timeout=900)  # fmt: skip
+def _cli(*args: str) -> Ran:
+    return run_cli(*args, columns=200)  # wide enough that no figure wraps
 
 
 def test_paired_shift_counts_changed_choices_apart_from_the_mean() -> None:

@@ -8,8 +8,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from support.cli import Ran, run_cli
 from support.contrast import small_contrast
 
 from valuescope.backends.base import Chat, LoglikelihoodRequest
@@ -276,7 +275,7 @@ def test_steering_errors_are_clear(vector_file: Path, tmp_path: Path) -> None:
         (["steer", "--target", "power=+0.2", "--vectors", str(vector_file), "--mode", "sideways"],
          "--mode"),
     ):  # fmt: skip
-        done = _cli(*args, "--out", str(tmp_path / "never"))
+        done = run_cli(*args, "--out", str(tmp_path / "never"))
         assert done.returncode == 2 and f"{flag} 'sideways': choose add" in done.stderr, done.stderr
         assert not (tmp_path / "never").exists()
 
@@ -284,45 +283,38 @@ def test_steering_errors_are_clear(vector_file: Path, tmp_path: Path) -> None:
 # -- command line --------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "valuescope.cli", *args], capture_output=True,
-                          text=True, env=dict(os.environ), timeout=900)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def made_by_cli(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[subprocess.CompletedProcess[str], Path]:
+def made_by_cli(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path]:
     """`valuescope vectors` run once on the tiny model: its output and the file it wrote."""
     where = tmp_path_factory.mktemp("cli-vectors")
     vec = where / "v.safetensors"
-    done = _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast",
-                str(small_contrast(where)), "--out", str(vec))  # fmt: skip
+    done = run_cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast",
+                   str(small_contrast(where)), "--out", str(vec))  # fmt: skip
     return done, vec
 
 
 def test_vectors_read_and_steered_audit_from_the_command_line(
-    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+    tiny_model_dir: Path, made_by_cli: tuple[Ran, Path], tmp_path: Path
 ) -> None:
     model = f"hf:{tiny_model_dir}"
     done, vec = made_by_cli
     assert done.returncode == 0, done.stderr
     assert "benevolence" in done.stdout and vec.is_file()
-    done = _cli("read", "--vectors", str(vec), "I helped them gladly.", "--out",
-                str(tmp_path / "read.csv"))  # fmt: skip
+    done = run_cli("read", "--vectors", str(vec), "I helped them gladly.", "--out",
+                   str(tmp_path / "read.csv"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     rows = (tmp_path / "read.csv").read_text().splitlines()
     assert rows[0] == "text,power,benevolence" and len(rows) == 2
     mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
-    done = _cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
-                "--steer", f"{vec}:power@1=4", "--out", str(tmp_path / "steered"))  # fmt: skip
+    done = run_cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
+                   "--steer", f"{vec}:power@1=4", "--out", str(tmp_path / "steered"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     doc = json.loads((tmp_path / "steered" / "results.json").read_text())
     steering = doc["steering"]
     assert steering["terms"] == [{"value": "power", "layer": 1, "coef": 4.0}]
     assert steering["mode"] == "add" and isinstance(steering["fluency_cost"], float)
-    plain = _cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
-                 "--out", str(tmp_path / "plain"))  # fmt: skip
+    plain = run_cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
+                    "--out", str(tmp_path / "plain"))  # fmt: skip
     assert plain.returncode == 0, plain.stderr
     other = json.loads((tmp_path / "plain" / "results.json").read_text())
     assert other["steering"] is None
@@ -330,28 +322,28 @@ def test_vectors_read_and_steered_audit_from_the_command_line(
 
 
 def test_vectors_of_chosen_values_from_the_command_line(
-    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+    tiny_model_dir: Path, made_by_cli: tuple[Ran, Path], tmp_path: Path
 ) -> None:
     _, whole_file = made_by_cli
     contrast = str(small_contrast(tmp_path))
     vec = tmp_path / "benevolence.safetensors"
-    done = _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast", contrast,
-                "--values", "benevolence", "--out", str(vec))  # fmt: skip
+    done = run_cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast", contrast,
+                   "--values", "benevolence", "--out", str(vec))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "benevolence" in done.stdout and "power" not in done.stdout
     alone, whole = VectorSet.load(vec), VectorSet.load(whole_file)
     assert list(alone.values) == ["benevolence"]
     for layer, found in alone["benevolence"].layers.items():
         assert np.allclose(found.vector, whole["benevolence"].layers[layer].vector, atol=1e-5)
-    wrong = _cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast", contrast,
-                 "--values", "benevolence,kindness", "--out", str(tmp_path / "no.safetensors"))  # fmt: skip
+    wrong = run_cli("vectors", "-m", f"hf:{tiny_model_dir}", "--contrast", contrast,
+                    "--values", "benevolence,kindness", "--out", str(tmp_path / "no.safetensors"))  # fmt: skip
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert "--values" in wrong.stderr and "no contrastive pairs for kindness" in wrong.stderr
     assert not (tmp_path / "no.safetensors").exists()
 
 
 def test_vectors_refuse_a_model_of_another_shape(
-    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+    tiny_model_dir: Path, made_by_cli: tuple[Ran, Path], tmp_path: Path
 ) -> None:
     done, vec = made_by_cli
     assert done.returncode == 0, done.stderr
@@ -359,7 +351,7 @@ def test_vectors_refuse_a_model_of_another_shape(
     loaded = VectorSet.load(vec)
     loaded.hidden_size += 1
     loaded.save(meta_path)
-    done = _cli("read", "--vectors", str(meta_path), "-m", f"hf:{tiny_model_dir}", "hello")
+    done = run_cli("read", "--vectors", str(meta_path), "-m", f"hf:{tiny_model_dir}", "hello")
     assert done.returncode == 2 and "were made for" in done.stderr
 
 
@@ -422,19 +414,19 @@ def test_answers_are_read_in_their_own_context_and_set_against_the_choice(
 
 
 def test_read_run_from_the_command_line(
-    tiny_model_dir: Path, made_by_cli: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+    tiny_model_dir: Path, made_by_cli: tuple[Ran, Path], tmp_path: Path
 ) -> None:
     model = f"hf:{tiny_model_dir}"
     done, vec = made_by_cli
     assert done.returncode == 0, done.stderr
     mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
     run = tmp_path / "gen"
-    done = _cli("audit", "-m", model, "-i", mini, "--method", "generate", "--no-paraphrase",
-                "--limit", "2", "--out", str(run))  # fmt: skip
+    done = run_cli("audit", "-m", model, "-i", mini, "--method", "generate", "--no-paraphrase",
+                   "--limit", "2", "--out", str(run))  # fmt: skip
     assert done.returncode == 0, done.stderr
     n_answers = len((run / "answers.jsonl").read_text().strip("\n").split("\n"))
-    done = _cli("read", "--vectors", str(vec), "--run", str(run), "--out",
-                str(tmp_path / "answers.csv"))  # fmt: skip
+    done = run_cli("read", "--vectors", str(vec), "--run", str(run), "--out",
+                   str(tmp_path / "answers.csv"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "chose upholding" in done.stdout
     with (tmp_path / "answers.csv").open(newline="", encoding="utf-8") as handle:
@@ -443,9 +435,9 @@ def test_read_run_from_the_command_line(
     assert len(rows) == 1 + n_answers
     assert all(0 <= float(p) <= 1 for row in rows[1:] for p in row[6:])
     plain = tmp_path / "plain"
-    assert _cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
-                "--limit", "2", "--out", str(plain)).returncode == 0  # fmt: skip
-    done = _cli("read", "--vectors", str(vec), "--run", str(plain))
+    assert run_cli("audit", "-m", model, "-i", mini, "--method", "likelihood", "--no-paraphrase",
+                   "--limit", "2", "--out", str(plain)).returncode == 0  # fmt: skip
+    done = run_cli("read", "--vectors", str(vec), "--run", str(plain))
     assert done.returncode == 2
     assert "answers.jsonl" in done.stderr and "--method generate" in done.stderr
     assert "Traceback" not in done.stderr
