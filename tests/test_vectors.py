@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def test_steering_errors_are_clear(vector_file: Path, tmp_path: Path) -> None:
         parse_steer(f"{vector_file}:kindness=2")
     with pytest.raises(UsageError, match="expected FILE:value=coef"):
         parse_steer("power=2")
-    with pytest.raises(UsageError, match="not value=coef"):
+    with pytest.raises(UsageError, match="'power=lots': the coefficient is not a number"):
         parse_steer(f"{vector_file}:power=lots")
     with pytest.raises(UsageError, match="no power vector at layer 99"):
         parse_steer(f"{vector_file}:power@99=1")
@@ -349,10 +350,19 @@ def test_vectors_refuse_a_model_of_another_shape(
     assert done.returncode == 0, done.stderr
     meta_path = tmp_path / "other.safetensors"
     loaded = VectorSet.load(vec)
-    loaded.hidden_size += 1
+    loaded.hidden_size += 1  # a whole file for a wider model: every vector one longer too
+    for vv in loaded.values.values():
+        vv.layers = {
+            k: replace(lv, vector=np.append(lv.vector, 0.0)) for k, lv in vv.layers.items()
+        }
     loaded.save(meta_path)
     done = run_cli("read", "--vectors", str(meta_path), "-m", f"hf:{tiny_model_dir}", "hello")
     assert done.returncode == 2 and "were made for" in done.stderr
+    said = " ".join(done.stderr.split())
+    assert (
+        f"or make vectors for this model with `valuescope vectors --model hf:{tiny_model_dir}`"
+        in said
+    )
 
 
 # -- reading a run's generated answers -------------------------------------------------------

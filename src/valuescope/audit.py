@@ -211,12 +211,19 @@ def run_audit(
             f"instrument {instrument.name!r} has items without a paraphrase; add them or pass "
             "--no-paraphrase"
         )
+
+    def black_box(raw: str) -> UsageError:
+        return UsageError(
+            f"--steer needs a local model (hidden states): smollm2, hf:<dir> or gguf:<file>; "
+            f"{raw!r} is black-box"
+        )
+
+    if steering is not None and backend is None and spec.kind == "openai":
+        raise black_box(spec.raw)  # before the server backend opens its response cache
     backend = backend or load_run_backend(spec, out, backend_options)
     if steering is not None:
         if not isinstance(backend, WhiteBoxBackend):
-            raise UsageError(
-                f"--steer needs a local model (hidden states); {backend.spec.raw!r} is black-box"
-            )
+            raise black_box(backend.spec.raw)
         if steering.fluency_cost is None:
             steering.fluency_cost = fluency_cost(backend, steering)
         steered = SteeredBackend(backend, steering)

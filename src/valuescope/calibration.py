@@ -152,6 +152,8 @@ def parse_target(text: str) -> dict[str, float]:
             )
         if not -1 < change < 1 or change == 0:
             raise UsageError(f"--target: {part!r}: a score change is between -1 and 1, not 0")
+        if name.strip() in target:
+            raise UsageError(f"--target: {name.strip()} is given twice; give each value once")
         target[name.strip()] = change
     return target
 

@@ -126,8 +126,12 @@ def audit(
         ),
     ] = None,
     steer_mode: Annotated[
-        str, typer.Option(help="add (coef x vector everywhere) or gated (only where needed).")
-    ] = "add",
+        str | None,
+        typer.Option(
+            help="With --steer: add (coef x vector everywhere, the default) or gated (only "
+            "where needed)."
+        ),
+    ] = None,
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
     from .instrument import instrument_kind
@@ -157,12 +161,14 @@ def audit(
     if alpha and "likert" not in kinds:
         raise UsageError("--alpha applies to likert questionnaires (e.g. schwartz-portraits)")
     steering = None
+    if steer_mode is not None and steer is None:
+        raise UsageError("--steer-mode applies with --steer FILE:value=coef")
     if steer is not None:
         from .steering import check_mode, parse_steer
 
         if set(kinds) != {"dilemma"}:
             raise UsageError("--steer applies to dilemma instruments in this version")
-        steering = parse_steer(steer, check_mode(steer_mode, "--steer-mode"))
+        steering = parse_steer(steer, check_mode(steer_mode or "add", "--steer-mode"))
 
     def one(name: str, kind: str, where: Path) -> None:
         ready = converted.get(name)

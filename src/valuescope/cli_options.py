@@ -21,6 +21,16 @@ ModelOpt = Annotated[
     ),
 ]
 
+LocalModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Local model spec (hidden states needed): smollm2 (embedded), hf:<dir or hub id>, "
+        "gguf:<file>.",
+    ),
+]
+
 InstrumentOpt = Annotated[
     str, typer.Option("--instrument", "-i", help="Built-in instrument name or file path.")
 ]
@@ -116,3 +126,15 @@ def server_options(
     if max_retries is not None:
         settings = replace(settings, retry=RetryPolicy(max_retries=max_retries))
     return {"settings": settings}
+
+
+def check_out_file(path: Path, example: str, flag: str = "--out") -> Path:
+    """A file to write, checked before any model loads: a folder there is refused, since the
+    work would otherwise be lost when the file cannot be written at the end."""
+    from .errors import UsageError
+
+    if path.is_dir():
+        raise UsageError(
+            f"{flag} {str(path)!r} is a folder; give a file path, e.g. {path / example}"
+        )
+    return path

@@ -9,11 +9,21 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .cli_options import InstrumentOpt, LimitOpt, MethodOpt, ModelOpt, OutOpt, SeedOpt, err, out
+from .cli_options import (
+    InstrumentOpt,
+    LimitOpt,
+    LocalModelOpt,
+    MethodOpt,
+    OutOpt,
+    SeedOpt,
+    check_out_file,
+    err,
+    out,
+)
 
 
 def vectors(
-    model: ModelOpt = "smollm2",
+    model: LocalModelOpt = "smollm2",
     taxonomy: Annotated[
         str, typer.Option(help="Taxonomy whose built-in contrastive pairs to use.")
     ] = "schwartz",
@@ -52,15 +62,20 @@ def vectors(
     from .errors import UsageError
     from .optimize import Training
     from .progress import progress_bar
-    from .vectors import extract_vectors
+    from .vectors import check_extraction, extract_vectors
 
+    check_out_file(out_file, "vectors.safetensors")
     training = Training(steps=train_steps)
     pairs = load_contrast(contrast or taxonomy)
     if values is not None:
+        named = [v.strip() for v in values.split(",") if v.strip()]
+        if not named:
+            raise UsageError(f"--values {values!r}: name at least one value, e.g. benevolence")
         try:
-            pairs = pairs.only([v.strip() for v in values.split(",") if v.strip()])
+            pairs = pairs.only(named)
         except UsageError as error:
             raise UsageError(f"--values {values!r}: {error}") from None
+    check_extraction(pairs, method, held_out, seed)
     backend = load_white_box(model)
     with progress_bar(err) as hook:
         found = extract_vectors(
@@ -94,7 +109,13 @@ def read(
         Path, typer.Option("--vectors", help="Vector file from `valuescope vectors`.")
     ] = Path("runs/vectors.safetensors"),
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model spec (default: the vectors' own).")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Local model spec: smollm2, hf:<dir>, gguf:<file> (default: the one the "
+            "vectors were made with).",
+        ),
     ] = None,
     from_file: Annotated[
         Path | None, typer.Option("--file", help="Read texts from a file, one per line.")
@@ -117,11 +138,20 @@ def read(
     from .vectors import VectorSet, read_texts
 
     found = VectorSet.load(vectors_file)
+    if out_file is not None:
+        check_out_file(out_file, "read.csv")
     items = list(texts or [])
     if from_file is not None:
         if not from_file.is_file():
-            raise UsageError(f"--file {str(from_file)!r}: no such file")
-        items += [line for line in from_file.read_text().splitlines() if line.strip()]
+            what = "is a folder" if from_file.is_dir() else "no such file"
+            raise UsageError(f"--file {str(from_file)!r}: {what}; give a text file, one per line")
+        try:
+            lines = from_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"--file {str(from_file)!r}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
+        items += [line for line in lines if line.strip()]
     if run is not None:
         if items:
             raise UsageError("--run reads a run's answers; give texts or --file, not both")
@@ -214,7 +244,7 @@ def steer(
         str,
         typer.Option(help="Score changes to reach, e.g. benevolence=+0.25,power=-0.1."),
     ],
-    model: ModelOpt = "smollm2",
+    model: LocalModelOpt = "smollm2",
     vectors_file: Annotated[
         Path, typer.Option("--vectors", help="Vector file from `valuescope vectors`.")
     ] = Path("runs/vectors.safetensors"),
@@ -229,7 +259,11 @@ def steer(
         str, typer.Option(help="add (coef x vector everywhere) or gated (only where needed).")
     ] = "add",
     fluency_budget: Annotated[
-        float, typer.Option(help="Largest relative perplexity increase allowed on neutral text.")
+        float,
+        typer.Option(
+            help="Largest relative perplexity increase allowed on neutral text, as a share "
+            "above 0 and below 10 (0.10 = 10%)."
+        ),
     ] = 0.10,
     method: MethodOpt = "auto",
     out_dir: OutOpt = Path("runs/steer"),
@@ -247,7 +281,7 @@ def steer(
     from .errors import UsageError
     from .progress import progress_bar
     from .report import results_json, write_results
-    from .steer import steer_to_target
+    from .steer import check_request, steer_to_target
     from .steering import check_mode
     from .tradeoff import MAX_BUDGET, reach_note
     from .vectors import VectorSet
@@ -255,10 +289,12 @@ def steer(
     wanted = parse_target(target)
     steer_mode = check_mode(mode, "--mode")
     if not 0 < fluency_budget < MAX_BUDGET:
-        raise UsageError(f"--fluency-budget {fluency_budget}: give a share, e.g. 0.10 for 10%")
+        raise UsageError(
+            f"--fluency-budget {fluency_budget}: give a share above 0 and below {MAX_BUDGET:g}, "
+            "e.g. 0.10 for 10%"
+        )
     found = VectorSet.load(vectors_file)
-    for value in wanted:
-        found[value]
+    check_request(found, wanted, instrument, method, limit)
     pairs = load_contrast(contrast or found.taxonomy)
     backend = load_white_box(model)
     with progress_bar(err) as hook:
@@ -333,7 +369,8 @@ def vectors_export(
     from .controlvector import export_gguf
     from .steering import parse_steer
 
-    steering = parse_steer(steer_spec)
+    check_out_file(out_file, "control-vector.gguf")
+    steering = parse_steer(steer_spec, flag="STEER_SPEC")
     export_gguf(steering, out_file, model_hint)
     terms = ", ".join(f"{t.value}@{t.layer}={t.coef:+g}" for t in steering.terms)
     out.print(f"control vector ({terms}): {out_file}")
@@ -349,7 +386,7 @@ def vectors_import(
         ),
     ],
     value: Annotated[str, typer.Option(help="The value the vector stands for.")],
-    model: ModelOpt = "smollm2",
+    model: LocalModelOpt = "smollm2",
     taxonomy: Annotated[str, typer.Option(help="Taxonomy of the value.")] = "schwartz",
     contrast: Annotated[
         str | None, typer.Option(help="Pairs to measure it on (default: built-in set).")
@@ -362,9 +399,16 @@ def vectors_import(
     from .backends import load_white_box
     from .contrast import load_contrast
     from .controlvector import import_directions, load_directions
+    from .errors import UsageError
 
+    check_out_file(out_file, "imported.safetensors")
     directions = load_directions(source)
     pairs = load_contrast(contrast or taxonomy)
+    if value not in pairs.values:
+        raise UsageError(
+            f"--value {value!r}: no contrastive pairs to measure the imported vector on; "
+            f"{pairs.name} has {', '.join(pairs.values)}"
+        )
     backend = load_white_box(model)
     found = import_directions(directions, value, backend, pairs, str(source))
     found.save(out_file)

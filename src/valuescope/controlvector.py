@@ -108,6 +108,8 @@ def read_layer_tensors(path: Path) -> dict[int, np.ndarray]:
         if not name.isdigit():
             raise UsageError(f"{path}: tensor {name!r}: expected layer numbers as names")
         found[int(name)] = np.asarray(tensor, dtype=np.float64).reshape(-1)
+    if not found:
+        raise UsageError(f"{path}: no tensors; expected one vector per layer, named by its number")
     return found
 
 

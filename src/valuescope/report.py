@@ -226,6 +226,11 @@ def load_answers(directory: Path) -> list[dict[str, Any]]:
         except (ValueError, AttributeError) as exc:
             raise UsageError(f"{path}:{number}: not an answer record ({exc})") from None
         records.append(record)
+    if not records:
+        raise UsageError(
+            f"{path}: holds no answers (the run was stopped before its first); rerun the audit "
+            "with the same --out to resume it"
+        )
     return records
 
 

@@ -35,6 +35,27 @@ class SteerRun:
     items whose choice steering turned toward or away from the value (`paired_shift`)."""
 
 
+def check_request(
+    vectors: VectorSet,
+    target: Mapping[str, float],
+    instrument: str,
+    method: str = "auto",
+    limit: int | None = None,
+) -> None:
+    """Check everything a steer run is asked for that needs no model (values, method, limit,
+    the judged instrument and its taxonomy), so a typo fails before a model loads or any
+    calibration runs."""
+    for value in target:
+        vectors[value]
+    AuditConfig(instrument=instrument, method=method, paraphrase=False, limit=limit)
+    judged = load_instrument(instrument)  # a dilemma instrument, or a clear error
+    if judged.taxonomy.name != vectors.taxonomy:
+        raise UsageError(
+            f"instrument {judged.name!r} is on taxonomy {judged.taxonomy.name!r}, the vectors on "
+            f"{vectors.taxonomy!r}"
+        )
+
+
 def steer_to_target(
     backend: WhiteBoxBackend,
     vectors: VectorSet,
@@ -53,14 +74,7 @@ def steer_to_target(
     """Calibrate on the contrastive pairs, compose the target, audit unsteered and steered."""
     from .cache import file_sha256
 
-    for value in target:
-        vectors[value]  # unknown values fail before any work
-    judged = load_instrument(instrument)
-    if judged.taxonomy.name != vectors.taxonomy:
-        raise UsageError(
-            f"instrument {judged.name!r} is on taxonomy {judged.taxonomy.name!r}, the vectors on "
-            f"{vectors.taxonomy!r}"
-        )
+    check_request(vectors, target, instrument, method, limit)
     check_model(vectors, backend)
     sha = file_sha256(Path(vectors_path).expanduser())
     memo = memo_for(out, backend, sha, contrast)

@@ -177,30 +177,46 @@ class SteeredBackend:
             return self.prior.forward_scores(requests)
 
 
-def parse_steer(text: str, mode: Mode = "add") -> Steering:
-    """`FILE:value=coef[,value@layer=coef...]` -> Steering (layer defaults to the value's best)."""
+def parse_steer(text: str, mode: Mode = "add", flag: str = "--steer") -> Steering:
+    """`FILE:value=coef[,value@layer=coef...]` -> Steering (layer defaults to the value's best).
+
+    `flag` names where the text came from in errors (`--steer`, or an argument)."""
+    example = (
+        "expected FILE:value=coef[,value=coef...], e.g. vectors.safetensors:benevolence=4,"
+        "power=-2 (value@layer=coef picks a layer)"
+    )
     path, sep, spec = text.rpartition(":")
-    if not sep or not path or not spec:
-        raise UsageError(
-            f"--steer {text!r}: expected FILE:value=coef[,value=coef...], e.g. "
-            "vectors.safetensors:benevolence=4,power=-2 (value@layer=coef picks a layer)"
-        )
+    if not sep or not path or "=" not in spec:
+        raise UsageError(f"{flag} {text!r}: {example}")
     vectors = VectorSet.load(path)
-    terms = []
+    terms: list[Term] = []
     for part in spec.split(","):
         name, eq, coef_text = part.partition("=")
         value, at, layer_text = name.strip().partition("@")
+        if not eq or not value:
+            raise UsageError(f"{flag}: {part!r} is not value=coef; {example}")
         try:
             coef = float(coef_text)
+        except ValueError:
+            raise UsageError(f"{flag}: {part!r}: the coefficient is not a number") from None
+        if not math.isfinite(coef) or coef == 0:
+            raise UsageError(
+                f"{flag}: {part!r}: the coefficient must be a finite number other than 0 "
+                "(0 steers nothing: leave the value out)"
+            )
+        try:
             layer = int(layer_text) if at else vectors[value].best_layer
         except ValueError:
-            raise UsageError(
-                f"--steer: {part!r} is not value=coef or value@layer=coef (numbers)"
-            ) from None
-        if not eq or not math.isfinite(coef):
-            raise UsageError(f"--steer: {part!r} is not value=coef")
+            raise UsageError(f"{flag}: {part!r}: the layer after @ is not a whole number") from None
+        except UsageError as error:  # a value the file has no vector for
+            raise UsageError(f"{flag}: {error}") from None
+        if any(t.value == value and t.layer == layer for t in terms):
+            raise UsageError(f"{flag}: {value}@{layer} is given twice; give each once")
         terms.append(Term(value, layer, coef))
-    return Steering(vectors, terms, mode, str(Path(path)), file_sha256(Path(path).expanduser()))
+    try:
+        return Steering(vectors, terms, mode, str(Path(path)), file_sha256(Path(path).expanduser()))
+    except UsageError as error:  # a layer the file has no vector at
+        raise UsageError(f"{flag}: {error}") from None
 
 
 def neutral_texts() -> list[str]:

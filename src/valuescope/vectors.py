@@ -172,28 +172,51 @@ class VectorSet:
         if metadata.get("format") != FORMAT:
             raise UsageError(
                 f"{path}: not a valuescope vector file (metadata format "
-                f"{metadata.get('format')!r}); import others with `valuescope vectors --import`"
+                f"{metadata.get('format')!r}); import another tool's vectors with "
+                "`valuescope vectors-import FILE --value VALUE`"
             )
+        try:
+            return cls._from_file(metadata, tensors)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise UsageError(
+                f"{path}: damaged valuescope vector file ({what}); make it again with "
+                "`valuescope vectors`"
+            ) from None
+
+    @classmethod
+    def _from_file(cls, metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> VectorSet:
+        """The set a file's metadata and tensors describe (KeyError/ValueError if damaged)."""
+        hidden_size = int(metadata["hidden_size"])
         info = json.loads(metadata["values"])
         values: dict[str, ValueVectors] = {}
         for value, entry in info.items():
-            layers = {
-                int(layer): LayerVector(
-                    tensors[f"{value}/{layer}"].astype(np.float64),
+            layers = {}
+            for layer, data in entry["layers"].items():
+                vector = tensors[f"{value}/{layer}"].astype(np.float64)
+                if vector.shape != (hidden_size,):
+                    raise ValueError(
+                        f"tensor {value}/{layer} has shape {vector.shape}, not ({hidden_size},)"
+                    )
+                layers[int(layer)] = LayerVector(
+                    vector,
                     {k: float(v) for k, v in data["accuracy"].items()},
                     float(data["midpoint"]),
                     (float(data["calibration"][0]), float(data["calibration"][1])),
                     float(data.get("separation", float("nan"))),
                 )
-                for layer, data in entry["layers"].items()
-            }
+            best = int(entry["best_layer"])
+            if best not in layers:
+                raise ValueError(f"{value}'s best layer {best} has no tensor")
             values[value] = ValueVectors(
-                value, layers, int(entry["best_layer"]), entry["n_train"], entry["n_held_out"]
+                value, layers, best, int(entry["n_train"]), int(entry["n_held_out"])
             )
+        if not values:
+            raise ValueError("it holds no value")
         return cls(
             model=metadata["model"],
             spec=metadata["spec"],
-            hidden_size=int(metadata["hidden_size"]),
+            hidden_size=hidden_size,
             num_layers=int(metadata["num_layers"]),
             method=metadata["method"],
             taxonomy=metadata["taxonomy"],
@@ -286,6 +309,23 @@ def contrast_requests(contrast: ContrastSet) -> list[LoglikelihoodRequest]:
     ]
 
 
+def check_extraction(contrast: ContrastSet, method: str, held_out: float, seed: int) -> None:
+    """The settings of an extraction, checked before any model runs: a known method, and a
+    held-out share that leaves every value pairs to fit and pairs to score."""
+    if method not in METHODS:
+        raise UsageError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if not 0 < held_out < 1:
+        raise UsageError(f"--held-out {held_out}: must be between 0 and 1 (a share of pairs)")
+    for value in contrast.values:
+        train, _ = contrast.split(value, held_out, seed)
+        if not train:
+            n = len(contrast.of(value))
+            raise UsageError(
+                f"--held-out {held_out} keeps all {n} of {value}'s pairs out, leaving none to "
+                "fit a vector on; lower it (default 0.3)"
+            )
+
+
 def extract_vectors(
     backend: WhiteBoxBackend,
     contrast: ContrastSet,
@@ -300,10 +340,7 @@ def extract_vectors(
 
     `method="optimized"` saves mean-diff vectors at every layer but the value's best one,
     where the mean-diff direction is the start of a trained one (optimize.py; `training`)."""
-    if method not in METHODS:
-        raise UsageError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
-    if not 0 < held_out < 1:
-        raise UsageError(f"--held-out {held_out}: must be between 0 and 1 (a share of pairs)")
+    check_extraction(contrast, method, held_out, seed)
     started = time.perf_counter()
     chosen = list(layers) if layers is not None else list(range(len(backend.residual)))
     requests = contrast_requests(contrast)
@@ -462,7 +499,9 @@ def check_model(vectors: VectorSet, backend: WhiteBoxBackend) -> None:
         raise UsageError(
             f"these vectors were made for {vectors.model} (hidden size {vectors.hidden_size}, "
             f"{vectors.num_layers} layers); model {backend.spec.raw!r} has hidden size "
-            f"{backend.hidden_size} and {len(backend.residual)} layers"
+            f"{backend.hidden_size} and {len(backend.residual)} layers; use --model "
+            f"{vectors.spec}, or make vectors for this model with `valuescope vectors --model "
+            f"{backend.spec.raw}`"
         )
 
 
