@@ -398,17 +398,16 @@ def vectors_import(
     """Import another tool's vector: measured on valuescope's pairs, saved in its format."""
     from .backends import load_white_box
     from .contrast import load_contrast
-    from .controlvector import import_directions, load_directions
+    from .controlvector import check_import_value, import_directions, load_directions
     from .errors import UsageError
 
     check_out_file(out_file, "imported.safetensors")
     directions = load_directions(source)
     pairs = load_contrast(contrast or taxonomy)
-    if value not in pairs.values:
-        raise UsageError(
-            f"--value {value!r}: no contrastive pairs to measure the imported vector on; "
-            f"{pairs.name} has {', '.join(pairs.values)}"
-        )
+    try:  # before the model loads
+        check_import_value(pairs, value)
+    except UsageError as error:
+        raise UsageError(f"--value {value!r}: {error}") from None
     backend = load_white_box(model)
     found = import_directions(directions, value, backend, pairs, str(source))
     found.save(out_file)

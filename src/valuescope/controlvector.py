@@ -124,6 +124,15 @@ def load_directions(path: str | Path) -> dict[int, np.ndarray]:
     raise UsageError(f"{path}: import .gguf (llama.cpp, repeng) or .safetensors (layer: vector)")
 
 
+def check_import_value(contrast: ContrastSet, value: str) -> None:
+    """An imported vector is measured on its value's pairs: the value must have some."""
+    if value not in contrast.values:
+        raise UsageError(
+            f"no contrastive pairs for {value!r} to measure the imported vector on; "
+            f"{contrast.name} has {', '.join(contrast.values)}"
+        )
+
+
 def import_directions(
     directions: dict[int, Any],
     value: str,
@@ -132,11 +141,7 @@ def import_directions(
     source: str,
 ) -> VectorSet:
     """Directions from another tool as a one-value VectorSet, measured on valuescope's pairs."""
-    if value not in contrast.values:
-        raise UsageError(
-            f"no contrastive pairs for {value!r} to measure the imported vector on; "
-            f"{contrast.name} has {', '.join(contrast.values)}"
-        )
+    check_import_value(contrast, value)
     layers = sorted(directions)
     for layer in layers:
         if not 0 <= layer < len(backend.residual):
