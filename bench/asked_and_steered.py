@@ -45,8 +45,8 @@ from steering_common import (
 )
 
 from valuescope import load_backend
-from valuescope.instrument import load_instrument
-from valuescope.persona import load_personas
+from valuescope.instruments.dilemma import load_dilemmas
+from valuescope.instruments.personas import load_personas
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "asked-and-steered.json"
@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", help="comma-separated Schwartz values (default: all ten)")
     args = parser.parse_args()
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     values = values_arg(args.values, instrument.taxonomy.ids)
     if not STEERING.exists():
         refuse(f"{STEERING} is missing: run bench/steering_bench.py --part success first")

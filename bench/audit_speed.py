@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from valuescope import Chat, LoglikelihoodRequest, load_backend
-from valuescope.audit import AuditConfig, run_audit
+from valuescope import Chat, load_backend
+from valuescope.audit.dilemma import audit_dilemmas
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.scoring import answer_prompt
+from valuescope.backends import LoglikelihoodRequest
+from valuescope.backends.embedded import embedded_gguf_path
 from valuescope.backends.gguf import dequantized_dir
-from valuescope.embedded import embedded_gguf_path
-from valuescope.instrument import load_instrument
-from valuescope.scoring import answer_prompt
+from valuescope.instruments.dilemma import load_dilemmas
 
 HERE = Path(__file__).parent
 LMEVAL_VENV = HERE / ".venv-lmeval"
@@ -79,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
 
     backend = load_backend("smollm2", batch_size=args.batch_size)
-    items = load_instrument("schwartz-dilemmas").items[: args.items]
+    items = load_dilemmas("schwartz-dilemmas").items[: args.items]
     # lm-eval moves all trailing whitespace of a context (here the chat template's final
     # newline) into the continuation; both scorers get that same split, as raw text, so each
     # number is the same quantity on both sides.
@@ -95,11 +97,10 @@ def main() -> None:
     ours_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    audit = run_audit(
-        AuditConfig(
-            instrument="schwartz-dilemmas", method="likelihood", limit=args.items, paraphrase=False
-        ),
-        backend=backend,
+    audit = audit_dilemmas(
+        load_dilemmas("schwartz-dilemmas"),
+        RunSpec(method="likelihood", limit=args.items, paraphrase=False),
+        backend,
     )
     audit_seconds = time.perf_counter() - started
     ceiling = forward_ceiling(backend)

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from valuescope import load_white_box
-from valuescope.calibration import calibrate
-from valuescope.contrast import load_contrast
-from valuescope.vectors import extract_vectors
+from valuescope.steering.calibration import calibrate
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.extract import extract_vectors
 
 
 def main(value: str = "achievement") -> None:

@@ -20,9 +20,10 @@ from pathlib import Path
 import yaml
 
 from valuescope import load_backend
-from valuescope.audit import AuditResult
-from valuescope.instrument import load_instrument
-from valuescope.validate import run_validation
+from valuescope.audit.dilemma import DilemmaResult
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.recovery import run_validation
+from valuescope.instruments.dilemma import load_dilemmas
 
 HERE = Path(__file__).parent
 
@@ -33,7 +34,7 @@ def balanced_subset(name: str, root: Path) -> Path:
     Every value pair then appears once in each position, so a smaller run keeps the balance
     of the full instrument (the first N items would cover only the first values' pairs).
     """
-    inst = load_instrument(name)
+    inst = load_dilemmas(name)
     seen: set[tuple[str, ...]] = set()
     items = []
     for item in inst.items:
@@ -92,11 +93,10 @@ def main() -> None:
     for method in args.methods.split(","):
         limit = args.generate_limit if method == "generate" else args.limit
         started = time.perf_counter()
-        recovery = run_validation(
-            "smollm2", instrument, method, limit=limit, backend=backend, out=root / method
-        )
+        spec = RunSpec(method=method, limit=limit)
+        recovery = run_validation(instrument, spec, backend=backend, out=root / method)
         # this bench compares the scoring methods of a dilemma instrument: never pairwise
-        assert isinstance(recovery.baseline, AuditResult)
+        assert isinstance(recovery.baseline, DilemmaResult)
         d = recovery.baseline.diagnostics
         row = {
             "items": len(recovery.baseline.results),

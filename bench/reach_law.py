@@ -3,7 +3,7 @@
 `steering_bench.py --part reach` raises each direction's coefficient by sqrt(2) a step from
 the calibrated one. If the shift grew linearly with the coefficient and the fluency cost with
 its square (the law of docs/steering.md), +0.25 would cost `cost0 * (0.25 / shift0) ** 2`,
-from the calibrated point's shift0 and cost0 alone (`valuescope.tradeoff.law_cost`, what
+from the calibrated point's shift0 and cost0 alone (`valuescope.steering.tradeoff.law_cost`, what
 `valuescope steer` says of a missed target). This prints that prediction per sweep,
 beside what the sweep measured: the cost's local exponent in the coefficient (2 is quadratic)
 at the first and fourth step, the perplexity up to which the shift stays at least 85% of the
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from valuescope.tradeoff import law_cost
+from valuescope.steering.tradeoff import law_cost
 
 HERE = Path(__file__).parent
 TARGET = 0.25

@@ -16,7 +16,7 @@ from pathlib import Path
 from repeng import ControlVector, DatasetEntry
 
 from valuescope import load_backend
-from valuescope.contrast import load_contrast
+from valuescope.vectors.contrast import load_contrast
 
 
 def main() -> None:

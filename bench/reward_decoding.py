@@ -57,9 +57,9 @@ from steering_common import (
 from valuescope import load_backend
 from valuescope.backends.base import Loglikelihood, LoglikelihoodRequest
 from valuescope.backends.local import LocalBackend
-from valuescope.instrument import load_instrument
-from valuescope.steering import perplexity
-from valuescope.vectors import LayerVector
+from valuescope.instruments.dilemma import load_dilemmas
+from valuescope.steering.operators import perplexity
+from valuescope.vectors.extract import LayerVector
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "reward-decoding.json"
@@ -207,7 +207,7 @@ def main() -> None:
         help="comma-separated Schwartz values (default: all ten, as in docs/steering.md)",
     )
     args = parser.parse_args()
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     values = values_arg(args.values, instrument.taxonomy.ids)
     backend = load_backend("smollm2")
     if not isinstance(backend, LocalBackend):

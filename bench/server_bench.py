@@ -42,8 +42,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from support.faultproxy import FaultProxy  # noqa: E402
 from support.llama_server import llama_server  # noqa: E402
 
-from valuescope.embedded import embedded_gguf_path  # noqa: E402
-from valuescope.responses import ResponseCache, request_key  # noqa: E402
+from valuescope.backends.embedded import embedded_gguf_path  # noqa: E402
+from valuescope.backends.responses import ResponseCache, request_key  # noqa: E402
 
 KEY_ENV = "VALUESCOPE_BENCH_KEY"
 SCHEDULE = ["ok", "drop", "ok", "429", "ok", "500", "ok", "truncate", "ok", "cut", "ok",

@@ -84,10 +84,10 @@ from steering_reach import part_reach
 from steering_trained import part_optimized, part_radius
 
 from valuescope import load_backend
-from valuescope.calibration import REFINE
 from valuescope.errors import ValuescopeError
-from valuescope.instrument import load_instrument
-from valuescope.vectors import VectorSet
+from valuescope.instruments.dilemma import load_dilemmas
+from valuescope.steering.calibration import REFINE
+from valuescope.vectors.extract import VectorSet
 
 
 def main() -> None:
@@ -110,7 +110,7 @@ def bench() -> None:
     args = parser.parse_args()
     SETTINGS.refine = args.refine
     parts = args.part or ["vectors", "success", "speed", "gated", "tradeoff", "repeng"]
-    ids = load_instrument("schwartz-dilemmas").taxonomy.ids
+    ids = load_dilemmas("schwartz-dilemmas").taxonomy.ids
     values = values_arg(args.values, ids)
     default_model = args.model == "smollm2"
     slug = model_slug(args.model)

@@ -14,18 +14,19 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from valuescope.audit import AuditConfig, AuditResult, run_audit
+from valuescope.audit.dilemma import DilemmaResult, audit_dilemmas
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.shifts import measured_shifts
+from valuescope.backends.spec import parse_spec
 from valuescope.cache import file_sha256
-from valuescope.calibration import REFINE, calibrate
-from valuescope.contrast import ContrastSet, load_contrast
 from valuescope.errors import ValuescopeError
-from valuescope.instrument import Instrument, load_instrument
-from valuescope.modelspec import parse_spec
-from valuescope.optimize import Training
+from valuescope.instruments.dilemma import Dilemmas, load_dilemmas
 from valuescope.progress import progress_bar
-from valuescope.shifts import measured_shifts
-from valuescope.steering import Mode, Steering, Term, perplexity
-from valuescope.vectors import VectorSet, extract_vectors
+from valuescope.steering.calibration import REFINE, calibrate
+from valuescope.steering.operators import Mode, Steering, Term, perplexity
+from valuescope.vectors.contrast import ContrastSet, load_contrast
+from valuescope.vectors.extract import VectorSet, extract_vectors
+from valuescope.vectors.optimize import Training
 
 HERE = Path(__file__).parent
 METHOD = "likelihood-first-person"
@@ -135,20 +136,19 @@ def save(results: dict[str, Any], path: Path | None = None) -> None:
 
 def audit_deciding(
     backend: Any,
-    instrument: Instrument,
+    instrument: Dilemmas,
     value: str,
     out: Path,
     steering: Steering | None = None,
     system: str | None = None,
-) -> AuditResult:
+) -> DilemmaResult:
     """The bench's one audit: the items deciding `value`, one wording, METHOD (resumes)."""
-    config = AuditConfig(model=backend.spec.raw, instrument=instrument.name, method=METHOD,
-                         system=system, paraphrase=False)  # fmt: skip
-    return run_audit(config, backend=backend, out=out, instrument=instrument.deciding(value),
-                     steering=steering)  # fmt: skip
+    config = RunSpec(model=backend.spec.raw, method=METHOD, system=system, paraphrase=False,
+                     interventions=(steering,) if steering else ())  # fmt: skip
+    return audit_dilemmas(instrument.deciding(value), config, backend, out)
 
 
-def compared(plain: AuditResult, changed: AuditResult, value: str,
+def compared(plain: DilemmaResult, changed: DilemmaResult, value: str,
              label: str = "steered") -> dict[str, Any]:  # fmt: skip
     """Score change of `value`, changed minus plain (paired CI, flipped counts); the changed
     run's score is kept under `label`."""
@@ -159,7 +159,7 @@ def compared(plain: AuditResult, changed: AuditResult, value: str,
 
 def instrument_shift(
     backend: Any,
-    instrument: Instrument,
+    instrument: Dilemmas,
     value: str,
     steering: Steering | None,
     out: Path,
@@ -204,7 +204,7 @@ def part_success(backend: Any, vectors: VectorSet, values: list[str], results: d
     SHA-256 and its steered audit's fingerprint carries it; a kept entry with another hash
     is refused."""
     contrast = load_contrast("schwartz")
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     plain_ppl = None
     sha = file_sha256(vec_path) if vec_path else None
     done = results.setdefault(key, {})
@@ -243,7 +243,7 @@ def entry_steering(vectors: VectorSet, value: str, entry: dict[str, Any], mode: 
                     str(path) if path else None, sha)  # fmt: skip
 
 
-def add_flips(backend: Any, vectors: VectorSet, instrument: Instrument, value: str,
+def add_flips(backend: Any, vectors: VectorSet, instrument: Dilemmas, value: str,
               key: str, entry: dict[str, Any], mode: Mode, runs: Path) -> None:  # fmt: skip
     """Give an entry measured before the flip counts existed its `flipped_toward/away`: the
     same steered and plain audits again (resumed from their runs when kept, else audited
@@ -261,7 +261,7 @@ def add_flips(backend: Any, vectors: VectorSet, instrument: Instrument, value: s
     stored["flipped_away"] = again["flipped_away"]
 
 
-def confirm_file(backend: Any, vectors: VectorSet, instrument: Instrument, value: str,
+def confirm_file(backend: Any, vectors: VectorSet, instrument: Dilemmas, value: str,
                  key: str, entry: dict[str, Any], mode: Mode, runs: Path, path: Path,
                  sha: str) -> None:  # fmt: skip
     """Give an entry measured before entries kept their vector file's hash its

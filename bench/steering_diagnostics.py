@@ -22,15 +22,22 @@ from steering_common import (
     trained_file,
 )
 
+from valuescope.audit.profile import value_evidence
+from valuescope.audit.scoring import ChoiceMethod, ItemResult, LikelihoodMethod, Method
+from valuescope.audit.shifts import result_shifts
 from valuescope.cache import file_sha256
-from valuescope.contrast import load_contrast
-from valuescope.instrument import Instrument, load_instrument
-from valuescope.persona import load_personas
-from valuescope.profile import value_evidence
-from valuescope.scoring import ChoiceMethod, ItemResult, LikelihoodMethod, Method
-from valuescope.shifts import result_shifts
-from valuescope.steering import SteeredBackend, Steering, Term, fluency_cost, perplexity, preference
-from valuescope.vectors import VectorSet
+from valuescope.instruments.dilemma import Dilemmas, load_dilemmas
+from valuescope.instruments.personas import load_personas
+from valuescope.steering.operators import (
+    SteeredBackend,
+    Steering,
+    Term,
+    fluency_cost,
+    perplexity,
+    preference,
+)
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.extract import VectorSet
 
 
 def part_layers(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any]
@@ -87,7 +94,7 @@ def part_persona(backend: Any, values: list[str], results: dict[str, Any], runs:
     the same deciding items, method and plain run as `success`, with the same paired CI and
     flipped counts. Asking changes no activation, so it has no fluency cost; the steering
     shifts measured so far are stored beside it."""
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     personas = load_personas(instrument.taxonomy)
     done = results.setdefault("persona", {})
     for value in values:
@@ -126,7 +133,7 @@ READINGS: dict[str, Method] = {
 }
 
 
-def distance(instrument: Instrument, results: list[ItemResult], value: str) -> float:
+def distance(instrument: Dilemmas, results: list[ItemResult], value: str) -> float:
     """Mean distance of the value's item scores from 0.5 in one run: how decided the items
     are under a reading (near 0: the reading barely tells the options apart)."""
     taxonomy, items = instrument.taxonomy, instrument.items
@@ -149,7 +156,7 @@ def part_reread(backend: Any, values: list[str], results: dict[str, Any], runs: 
     items are) and, for `choice`, its mean probability of the option listed first (position
     bias, which the two orders cancel); a kept entry missing any of these is read again and
     must reproduce its stored shifts."""
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     taxonomy = instrument.taxonomy
     personas = load_personas(taxonomy)
     method = READINGS[key]

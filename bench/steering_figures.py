@@ -17,12 +17,12 @@ import torch
 from steering_common import BUDGET, HERE, SETTINGS, extract, instrument_shift, save, success_key
 
 from valuescope.backends.base import Chat, GenerationParams
-from valuescope.calibration import calibrate
-from valuescope.contrast import load_contrast
-from valuescope.controlvector import import_directions, load_directions
-from valuescope.instrument import load_instrument
-from valuescope.steering import Steering, Term, perplexity
-from valuescope.vectors import VectorSet
+from valuescope.instruments.dilemma import load_dilemmas
+from valuescope.steering.calibration import calibrate
+from valuescope.steering.operators import Steering, Term, perplexity
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.controlvector import import_directions, load_directions
+from valuescope.vectors.extract import VectorSet
 
 REPENG_VENV = HERE / ".venv-repeng"
 REPENG_PIN = "repeng==0.4.0"
@@ -67,7 +67,7 @@ def part_repeng(backend: Any, ours: VectorSet, values: list[str], results: dict[
                 runs: Path) -> None:  # fmt: skip
     """repeng's vectors at our chosen layers, measured by the same calibration and audit."""
     contrast = load_contrast("schwartz")
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     plain_ppl = perplexity(backend)
     done = results.setdefault("repeng", {})
     for value in values:
@@ -175,7 +175,7 @@ def r_squared(y: np.ndarray, fitted: np.ndarray) -> float:
 
 def part_tradeoff(backend: Any, vectors: VectorSet, values: list[str], results: dict[str, Any],
                   runs: Path) -> None:  # fmt: skip
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     plain_ppl = perplexity(backend)
     done = results.setdefault("tradeoff", {})
     for value in values:

@@ -23,9 +23,9 @@ from steering_common import (
 
 from valuescope.backends.base import Chat, GenerationParams
 from valuescope.cache import file_sha256
-from valuescope.instrument import load_instrument
-from valuescope.steering import Steering, Term, fluency_cost, perplexity
-from valuescope.vectors import VectorSet
+from valuescope.instruments.dilemma import load_dilemmas
+from valuescope.steering.operators import Steering, Term, fluency_cost, perplexity
+from valuescope.vectors.extract import VectorSet
 
 TARGET = 0.25  # the issue's goal for every value's shift on schwartz-dilemmas
 REACH_STEP = 2**0.5
@@ -45,7 +45,7 @@ def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: P
     CI, flipped counts) and a greedy answer to one everyday prompt, so the cost of +0.25 is
     read as text too. The first point is the calibrated one again and must reproduce the
     calibrated shift."""
-    instrument = load_instrument("schwartz-dilemmas")
+    instrument = load_dilemmas("schwartz-dilemmas")
     params = GenerationParams(max_new_tokens=REACH_TOKENS, temperature=0.0)
     sources = {"trained": "success_optimized", "mean-diff": success_key()}
     settings = {"target": TARGET, "step": REACH_STEP, "cap": REACH_CAP, "prompt": REACH_PROMPT,

@@ -10,9 +10,9 @@ from typing import Any
 
 from steering_common import extract, pairs_of, part_success, save, trained_file
 
-from valuescope.contrast import load_contrast
-from valuescope.optimize import Training
-from valuescope.vectors import VectorSet
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.extract import VectorSet
+from valuescope.vectors.optimize import Training
 
 
 def trained_entry(vectors: VectorSet, value: str) -> dict[str, Any]:

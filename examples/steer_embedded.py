@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
-from valuescope import Chat, GenerationParams, load_white_box
-from valuescope.audit import AuditConfig, run_audit
-from valuescope.calibration import calibrate
-from valuescope.contrast import load_contrast
-from valuescope.instrument import load_instrument
-from valuescope.progress import progress_bar
-from valuescope.shifts import measured_shifts
-from valuescope.steering import Steering, Term
-from valuescope.tradeoff import Shift
-from valuescope.vectors import extract_vectors, read_texts
+from valuescope import (
+    Chat,
+    GenerationParams,
+    RunSpec,
+    Steering,
+    Term,
+    calibrate,
+    extract_vectors,
+    load_contrast,
+    load_instrument,
+    load_white_box,
+    measured_shifts,
+    progress_bar,
+    read_texts,
+    run_audit,
+)
 
 # Two texts that differ in the value only (for achievement; the reading works for any text).
 TEXTS = (
@@ -42,7 +49,7 @@ class Outcome:
     fluency_cost: float
     pair_shift: float
     answers: tuple[str, str]
-    shift: Shift
+    shift: dict[str, Any]  # the paired score change, its CI and the flipped items
 
 
 def main(value: str = "achievement") -> Outcome:
@@ -68,14 +75,14 @@ def main(value: str = "achievement") -> Outcome:
         steered_answer = backend.generate(prompt, greedy)[0][0]
 
     # judged on the built-in dilemmas that decide the value, unsteered against steered
-    judged = load_instrument("schwartz-dilemmas").deciding(value)
+    judged = load_instrument("schwartz-dilemmas").deciding(value)  # a dilemma instrument
     # the scoring method of docs/steering.md's figures; one wording (paraphrases are for validity)
-    config = AuditConfig(instrument=judged.name, method="likelihood-first-person", paraphrase=False)
+    config = RunSpec(method="likelihood-first-person", paraphrase=False)
     with progress_bar(console) as progress:
-        plain = run_audit(config, backend=backend, instrument=judged, progress=progress)
+        plain = run_audit(judged, config, backend=backend, progress=progress)
     with progress_bar(console) as progress:
         steered = run_audit(
-            config, backend=backend, instrument=judged, progress=progress, steering=steering
+            judged, config.replace(interventions=(steering,)), backend=backend, progress=progress
         )
     return Outcome(
         best_layer=found.best_layer,

@@ -18,6 +18,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# Markers follow from the fixtures a test uses, so `make check` (no model, server or browser
+# beyond the tiny one) cannot miss a test that needs one.
+NEEDS = {"smollm2": "slow", "server": "server", "proxy": "server", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in NEEDS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(

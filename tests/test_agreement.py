@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.cli import run_cli
 
-from valuescope.agreement import agreement, rank_correlation
+from valuescope.audit.agreement import agreement, rank_correlation
 from valuescope.errors import UsageError
 
 VALUES = ["a", "b", "c", "d", "e", "f", "g", "h"]

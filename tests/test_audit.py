@@ -15,9 +15,10 @@ import pytest
 import yaml
 from support.cli import run_cli
 
-from valuescope.audit import AuditConfig, run_audit
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.results import results_json, write_results
+from valuescope.audit.run import run_audit
 from valuescope.errors import UsageError
-from valuescope.report import results_json, write_results
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MINI = str(FIXTURES / "mini-dilemmas.yaml")
@@ -38,9 +39,7 @@ def big_instrument(tmp_path: Path, copies: int = 7) -> Path:
 
 @pytest.mark.parametrize("method", ["choice", "likelihood", "generate"])
 def test_audit_profile_is_well_formed(tiny_backend: Any, method: str) -> None:
-    result = run_audit(
-        AuditConfig(model="hf:tiny", instrument=MINI, method=method), backend=tiny_backend
-    )
+    result = run_audit(MINI, RunSpec(model="hf:tiny", method=method), backend=tiny_backend)
     assert result.method == method
     assert len(result.results) == 6 and len(result.paraphrase_results) == 6
     for r in result.results:
@@ -64,7 +63,7 @@ def test_audit_profile_is_well_formed(tiny_backend: Any, method: str) -> None:
 
 
 def test_auto_probes_methods_and_records_why(tiny_backend: Any) -> None:
-    result = run_audit(AuditConfig(model="hf:tiny", instrument=MINI), backend=tiny_backend)
+    result = run_audit(MINI, RunSpec(model="hf:tiny"), backend=tiny_backend)
     assert set(result.method_probe) == {"likelihood", "likelihood-first-person", "choice"}
     probe = result.method_probe
     best = max(probe, key=lambda m: probe[m]["validity"] or 0.0)
@@ -79,17 +78,15 @@ def test_auto_probes_methods_and_records_why(tiny_backend: Any) -> None:
 
 
 def test_results_are_reproducible(tiny_backend: Any) -> None:
-    config = AuditConfig(model="hf:tiny", instrument=MINI, method="likelihood", seed=3)
-    first = results_json(run_audit(config, backend=tiny_backend))
-    second = results_json(run_audit(config, backend=tiny_backend))
+    config = RunSpec(model="hf:tiny", method="likelihood", seed=3)
+    first = results_json(run_audit(MINI, config, backend=tiny_backend))
+    second = results_json(run_audit(MINI, config, backend=tiny_backend))
     first.pop("timing"), second.pop("timing")
     assert first == second
 
 
 def test_results_json_follows_the_schema(tiny_backend: Any, tmp_path: Path) -> None:
-    result = run_audit(
-        AuditConfig(model="hf:tiny", instrument=MINI, method="choice"), backend=tiny_backend
-    )
+    result = run_audit(MINI, RunSpec(model="hf:tiny", method="choice"), backend=tiny_backend)
     paths = write_results(result, tmp_path)
     doc = json.loads(paths["results"].read_text())
     assert doc["schema"] == "valuescope.results/1"
@@ -118,8 +115,8 @@ class Crash(Exception):
 
 def test_resume_after_crash_gives_identical_results(tiny_backend: Any, tmp_path: Path) -> None:
     inst = str(big_instrument(tmp_path))
-    config = AuditConfig(model="hf:tiny", instrument=inst, method="likelihood")
-    clean = results_json(run_audit(config, backend=tiny_backend, out=tmp_path / "clean"))
+    config = RunSpec(model="hf:tiny", method="likelihood")
+    clean = results_json(run_audit(inst, config, backend=tiny_backend, out=tmp_path / "clean"))
     calls: list[int] = []
 
     def crash_later(phase: str, done: int, total: int) -> None:
@@ -128,11 +125,12 @@ def test_resume_after_crash_gives_identical_results(tiny_backend: Any, tmp_path:
             raise Crash
 
     with pytest.raises(Crash):
-        run_audit(config, backend=tiny_backend, out=tmp_path / "run", progress=crash_later)
+        run_audit(inst, config, backend=tiny_backend, out=tmp_path / "run", progress=crash_later)
     lines = (tmp_path / "run" / "progress.jsonl").read_text().splitlines()
     assert 2 <= len(lines) < 7  # fingerprint plus some, not all, chunks
     scored: list[int] = []
     resumed = run_audit(
+        inst,
         config,
         backend=tiny_backend,
         out=tmp_path / "run",
@@ -145,30 +143,41 @@ def test_resume_after_crash_gives_identical_results(tiny_backend: Any, tmp_path:
 
 def test_resume_refuses_a_folder_of_another_run(tiny_backend: Any, tmp_path: Path) -> None:
     run_audit(
-        AuditConfig(model="hf:tiny", instrument=MINI, method="choice"),
+        MINI,
+        RunSpec(model="hf:tiny", method="choice"),
         backend=tiny_backend,
         out=tmp_path,
     )
     with pytest.raises(UsageError, match=r"different settings \(method\)"):
         run_audit(
-            AuditConfig(model="hf:tiny", instrument=MINI, method="likelihood"),
+            MINI,
+            RunSpec(model="hf:tiny", method="likelihood"),
             backend=tiny_backend,
             out=tmp_path,
         )
 
 
-def test_paraphrase_required_unless_disabled(tiny_backend: Any, tmp_path: Path) -> None:
+def test_items_without_paraphrases_run_and_say_so(tiny_backend: Any, tmp_path: Path) -> None:
+    """Users' own items rarely have a second wording: the audit runs on one, says that
+    paraphrase consistency was not measured, and refuses only an explicit --paraphrase."""
     doc = yaml.safe_load((FIXTURES / "mini-dilemmas.yaml").read_text())
     del doc["items"][0]["paraphrase"]
     path = tmp_path / "nopara.yaml"
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(UsageError, match="--no-paraphrase"):
-        run_audit(AuditConfig(model="hf:tiny", instrument=str(path)), backend=tiny_backend)
-    result = run_audit(
-        AuditConfig(model="hf:tiny", instrument=str(path), method="choice", paraphrase=False),
-        backend=tiny_backend,
-    )
-    assert result.paraphrase_profile is None and result.diagnostics.paraphrase_consistency is None
+    with pytest.raises(
+        UsageError, match="without a paraphrase; add them or leave out --paraphrase"
+    ):
+        run_audit(str(path), RunSpec(model="hf:tiny", paraphrase=True), backend=tiny_backend)
+    for spec in (RunSpec(model="hf:tiny", method="choice"),
+                 RunSpec(model="hf:tiny", method="choice", paraphrase=False)):  # fmt: skip
+        result = run_audit(str(path), spec, backend=tiny_backend)
+        assert result.paraphrase_profile is None
+        assert result.diagnostics.paraphrase_consistency is None
+        assert any("paraphrase consistency was not measured" in w
+                   for w in result.diagnostics.warnings)  # fmt: skip
+    paths = write_results(result, tmp_path / "run")
+    card = paths["card"].read_text()
+    assert "paraphrase consistency" in card and "not measured" in card
 
 
 def _cli(*args: str) -> list[str]:

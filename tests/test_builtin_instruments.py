@@ -9,8 +9,8 @@ from importlib import resources
 import pytest
 import yaml
 
-from valuescope.instrument import load_instrument
-from valuescope.persona import load_personas
+from valuescope.instruments.dilemma import load_dilemmas
+from valuescope.instruments.personas import load_personas
 
 SPECS = [("schwartz-dilemmas", 180, 4), ("moral-foundations-dilemmas", 90, 6)]
 
@@ -19,7 +19,7 @@ SPECS = [("schwartz-dilemmas", 180, 4), ("moral-foundations-dilemmas", 90, 6)]
 def test_every_value_pair_is_contested_with_balanced_positions(
     name: str, minimum: int, per_pair: int
 ) -> None:
-    inst = load_instrument(name)
+    inst = load_dilemmas(name)
     assert len(inst.items) >= minimum
     assert inst.has_paraphrases
     first: Counter[tuple[str, str]] = Counter()
@@ -37,7 +37,7 @@ def test_every_value_pair_is_contested_with_balanced_positions(
 
 @pytest.mark.parametrize(("name", "minimum", "per_pair"), SPECS)
 def test_options_have_similar_length(name: str, minimum: int, per_pair: int) -> None:
-    for item in load_instrument(name).items:
+    for item in load_dilemmas(name).items:
         for wording in (item.original, item.paraphrase):
             assert wording is not None
             lengths = [len(o.split()) for o in wording.options]
@@ -45,13 +45,13 @@ def test_options_have_similar_length(name: str, minimum: int, per_pair: int) -> 
 
 
 def test_texts_are_unique() -> None:
-    texts = [i.text for name, _, _ in SPECS for i in load_instrument(name).items]
+    texts = [i.text for name, _, _ in SPECS for i in load_dilemmas(name).items]
     assert len(set(texts)) == len(texts)
 
 
 @pytest.mark.parametrize("name", ["schwartz-dilemmas", "moral-foundations-dilemmas"])
 def test_every_value_has_a_persona(name: str) -> None:
-    taxonomy = load_instrument(name).taxonomy
+    taxonomy = load_dilemmas(name).taxonomy
     personas = load_personas(taxonomy)
     assert set(personas) == set(taxonomy.ids)
     assert len(set(personas.values())) == len(personas)

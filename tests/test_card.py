@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from valuescope.audit import AuditConfig, run_audit
-from valuescope.card import render_card
-from valuescope.report import results_json, write_results
+from valuescope.audit.card import render_card
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.results import results_json, write_results
+from valuescope.audit.run import run_audit
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -30,13 +31,8 @@ def hostile_instrument(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def card_dir(tiny_backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("card")
-    config = AuditConfig(
-        model="hf:tiny",
-        instrument=str(hostile_instrument(out)),
-        method="choice",
-        system=f"You are a tester. {PAYLOAD}",
-    )
-    write_results(run_audit(config, backend=tiny_backend), out)
+    config = RunSpec(model="hf:tiny", method="choice", system=f"You are a tester. {PAYLOAD}")
+    write_results(run_audit(str(hostile_instrument(out)), config, backend=tiny_backend), out)
     return out
 
 
@@ -81,20 +77,15 @@ def test_comparison_card_draws_runs_side_by_side(
 
     first = results_json(
         run_audit(
-            AuditConfig(
-                model="hf:tiny", instrument=str(FIXTURES / "mini-dilemmas.yaml"), method="choice"
-            ),
+            str(FIXTURES / "mini-dilemmas.yaml"),
+            RunSpec(model="hf:tiny", method="choice"),
             backend=tiny_backend,
         )
     )
     second = results_json(
         run_audit(
-            AuditConfig(
-                model="hf:tiny",
-                instrument=str(FIXTURES / "mini-dilemmas.yaml"),
-                method="choice",
-                system=f"Persona {PAYLOAD}",
-            ),
+            str(FIXTURES / "mini-dilemmas.yaml"),
+            RunSpec(model="hf:tiny", method="choice", system=f"Persona {PAYLOAD}"),
             backend=tiny_backend,
         )
     )
@@ -168,9 +159,9 @@ def test_questionnaire_and_pairwise_cards_show_their_checks(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    from valuescope.likert import load_questionnaire, run_likert
-    from valuescope.pairwise import load_outcomes, run_pairwise
-    from valuescope.report import write_likert_results, write_pairwise_results
+    from valuescope.audit.kinds import RunSpec
+    from valuescope.audit.results import write_results
+    from valuescope.audit.run import run_audit
 
     likert = tmp_path / "q.yaml"
     likert.write_text(
@@ -181,8 +172,8 @@ def test_questionnaire_and_pairwise_cards_show_their_checks(
             for k, v in enumerate(["power", "power", "benevolence", "benevolence"])
         )
     )
-    result = run_likert("hf:tiny", load_questionnaire(likert), tiny_backend, system=PAYLOAD)
-    write_likert_results(result, tmp_path / "likert")
+    result = run_audit(likert, RunSpec(model="hf:tiny", system=PAYLOAD), backend=tiny_backend)
+    write_results(result, tmp_path / "likert")
     outcomes = tmp_path / "o.yaml"
     outcomes.write_text(
         "kind: pairwise\ntaxonomy: schwartz\nitems:\n"
@@ -191,8 +182,8 @@ def test_questionnaire_and_pairwise_cards_show_their_checks(
             for k, v in enumerate(["power", "hedonism", "benevolence", "security", "tradition"])
         )
     )
-    pairwise = run_pairwise("hf:tiny", load_outcomes(outcomes), tiny_backend, budget=10)
-    write_pairwise_results(pairwise, tmp_path / "pairwise")
+    pairwise = run_audit(outcomes, RunSpec(model="hf:tiny", budget=10), backend=tiny_backend)
+    write_results(pairwise, tmp_path / "pairwise")
     expected = {
         "likert": ("scale-direction consistency", "acquiescence"),
         "pairwise": ("held-out accuracy", "transitivity violations", "decisiveness"),
@@ -231,7 +222,8 @@ def test_questionnaire_and_pairwise_cards_show_their_checks(
 
 
 def test_ranked_outcomes_keep_both_ends() -> None:
-    from valuescope.card import extreme_statements, ranked_outcomes
+    from valuescope.audit.likert import extreme_statements
+    from valuescope.audit.pairwise import ranked_outcomes
 
     items = [{"id": f"o{k}", "text": "t", "utility": float(k), "sd": 0.1} for k in range(20)]
     shown = [i["id"] for i in ranked_outcomes({"items": items}, count=5)]

@@ -35,7 +35,7 @@ def test_help_lists_commands() -> None:
 
 def test_the_command_line_starts_without_loading_torch() -> None:
     """torch takes seconds to import: help, usage errors and server runs never need it."""
-    probe = "import sys, valuescope.cli, valuescope.residual; print('torch' in sys.modules)"
+    probe = "import sys, valuescope.cli.app, valuescope.backends.residual; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -16,11 +16,11 @@ from support.cli import Ran, run_cli
 from support.contrast import small_contrast
 
 import valuescope.backends
-from valuescope.contrast import load_contrast
+from valuescope.audit.results import load_answers
 from valuescope.errors import UsageError
-from valuescope.report import load_answers
-from valuescope.steering import parse_steer
-from valuescope.vectors import VectorSet, extract_vectors
+from valuescope.steering.operators import parse_steer
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.extract import VectorSet, extract_vectors
 
 
 @pytest.fixture(scope="module")

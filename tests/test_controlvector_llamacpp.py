@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from valuescope.backends.base import Chat
-from valuescope.contrast import load_contrast
-from valuescope.controlvector import export_gguf, read_gguf
-from valuescope.embedded import embedded_gguf_path
-from valuescope.steering import Steering, Term
-from valuescope.vectors import extract_vectors
+from valuescope.backends.embedded import embedded_gguf_path
+from valuescope.steering.export import export_gguf
+from valuescope.steering.operators import Steering, Term
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.controlvector import read_gguf
+from valuescope.vectors.extract import extract_vectors
 
 pytestmark = pytest.mark.slow
 

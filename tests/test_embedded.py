@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from valuescope import Chat, LoglikelihoodRequest, ModelNotAvailableError, load_backend
+from valuescope import Chat, load_backend
+from valuescope.backends import LoglikelihoodRequest
+from valuescope.backends.embedded import embedded_gguf_path
 from valuescope.backends.gguf import MARKER, dequantized_dir
-from valuescope.embedded import embedded_gguf_path
+from valuescope.errors import ModelNotAvailableError
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from valuescope.instrument import load_instrument
+from valuescope.instruments.dilemma import load_dilemmas
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_audit_example_prints_every_value_with_a_ci_around_its_score() -> None:
         assert 0 <= float(low) <= float(score) <= float(high) <= 1 and int(n) > 0, row
         seen.add(value)
     # the first 20 dilemmas, as the example audits them, decide these values
-    dilemmas = load_instrument("schwartz-dilemmas")
+    dilemmas = load_dilemmas("schwartz-dilemmas")
     first = dilemmas.items[:20]
     ids = dilemmas.taxonomy.ids
     assert seen == {v for v in ids if any(item.upholding(v) is not None for item in first)}

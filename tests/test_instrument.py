@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from valuescope.errors import UsageError
-from valuescope.instrument import load_instrument
-from valuescope.taxonomy import load_taxonomy
+from valuescope.instruments.dilemma import load_dilemmas
+from valuescope.instruments.taxonomy import load_taxonomy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOOD_ITEM = """
@@ -32,7 +32,7 @@ def write(
 
 
 def test_fixture_instrument_loads() -> None:
-    inst = load_instrument(FIXTURES / "mini-dilemmas.yaml")
+    inst = load_dilemmas(FIXTURES / "mini-dilemmas.yaml")
     assert inst.name == "mini-dilemmas" and inst.kind == "dilemma"
     assert inst.taxonomy.name == "schwartz" and len(inst.items) == 6
     assert inst.has_paraphrases and len(inst.sha256) == 64
@@ -68,26 +68,26 @@ def test_fixture_instrument_loads() -> None:
 def test_invalid_items_name_file_item_and_field(tmp_path: Path, body: str, expected: str) -> None:
     path = write(tmp_path, body)
     with pytest.raises(UsageError, match=expected) as info:
-        load_instrument(path)
+        load_dilemmas(path)
     assert str(path) in str(info.value)
 
 
 def test_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_ITEM + "  - id: [unclosed\n")
     with pytest.raises(UsageError, match=r"YAML syntax error at line \d+, column \d+"):
-        load_instrument(path)
+        load_dilemmas(path)
 
 
 def test_unknown_kind_and_taxonomy(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="field 'kind' is 'survey'"):
-        load_instrument(write(tmp_path, GOOD_ITEM, "kind: survey\ntaxonomy: schwartz\n"))
+        load_dilemmas(write(tmp_path, GOOD_ITEM, "kind: survey\ntaxonomy: schwartz\n"))
     with pytest.raises(UsageError, match="unknown taxonomy 'nope'"):
-        load_instrument(write(tmp_path, GOOD_ITEM, "kind: dilemma\ntaxonomy: nope\n"))
+        load_dilemmas(write(tmp_path, GOOD_ITEM, "kind: dilemma\ntaxonomy: nope\n"))
 
 
 def test_unknown_builtin_name_suggests_listing(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="valuescope instruments"):
-        load_instrument("no-such-instrument")
+        load_dilemmas("no-such-instrument")
 
 
 def test_jsonl_needs_taxonomy_and_reports_bad_lines(tmp_path: Path) -> None:
@@ -99,12 +99,12 @@ def test_jsonl_needs_taxonomy_and_reports_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl"
     path.write_text(json.dumps(item) + "\n\n")
     with pytest.raises(UsageError, match="need --taxonomy"):
-        load_instrument(path)
-    inst = load_instrument(path, taxonomy="schwartz")
+        load_dilemmas(path)
+    inst = load_dilemmas(path, taxonomy="schwartz")
     assert inst.name == "items" and inst.items[0].upholding("security") == 1
     path.write_text(json.dumps(item) + "\n{not json\n")
     with pytest.raises(UsageError, match="line 2: invalid JSON"):
-        load_instrument(path, taxonomy="schwartz")
+        load_dilemmas(path, taxonomy="schwartz")
 
 
 def test_custom_taxonomy_relative_to_instrument(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_custom_taxonomy_relative_to_instrument(tmp_path: Path) -> None:
         "  - {id: generosity, label: Generosity, definition: Giving.}\n"
     )
     body = GOOD_ITEM.replace("benevolence", "thrift").replace("stimulation", "generosity")
-    inst = load_instrument(write(tmp_path, body, "kind: dilemma\ntaxonomy: mine.yaml\n"))
+    inst = load_dilemmas(write(tmp_path, body, "kind: dilemma\ntaxonomy: mine.yaml\n"))
     assert inst.taxonomy.ids == ("thrift", "generosity")
 
 
@@ -154,7 +154,7 @@ def test_deciding_keeps_only_items_with_exactly_one_upholding_option(tmp_path: P
         values: [security]
 """
     )
-    inst = load_instrument(write(tmp_path, body))
+    inst = load_dilemmas(write(tmp_path, body))
     kind = inst.deciding("benevolence")
     assert [item.id for item in kind.items] == ["x1"]
     assert kind.sha256 != inst.sha256 and kind.sha256 != inst.deciding("stimulation").sha256

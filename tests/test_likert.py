@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from support.cli import run_cli
 
-from valuescope.backends import Chat, LoglikelihoodRequest
-from valuescope.errors import UsageError
-from valuescope.likert import (
+from valuescope.audit.likert import (
     POINTS,
     Rating,
     analyse,
     cronbach_alpha,
     likert_prompt,
-    load_questionnaire,
     rate,
 )
+from valuescope.backends import Chat, LoglikelihoodRequest
+from valuescope.errors import UsageError
+from valuescope.instruments.likert import load_questionnaire
 
 
 def test_builtin_portraits_cover_every_value_with_reverse_keys() -> None:
@@ -163,4 +163,4 @@ def test_cli_audit_of_a_questionnaire_with_alpha(tiny_model_dir: Path, tmp_path:
 
 def test_alpha_flag_with_a_dilemma_instrument_is_a_usage_error(tmp_path: Path) -> None:
     done = run_cli("audit", "--alpha", "--out", str(tmp_path))
-    assert done.returncode == 2 and "--alpha applies to likert" in done.stderr
+    assert done.returncode == 2 and "--alpha does not apply to dilemma instruments" in done.stderr

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from support.cli import run_cli
 
+from valuescope.audit.likert import Questionnaire
 from valuescope.errors import UsageError
-from valuescope.instrument import Instrument
-from valuescope.likert import Questionnaire
-from valuescope.loaders import (
+from valuescope.instruments.dilemma import Dilemmas
+from valuescope.instruments.tables import (
     load_daily_dilemmas,
     load_table,
     load_utility_options,
@@ -102,7 +102,7 @@ def test_a_likert_table_with_a_column_mapping(tmp_path: Path) -> None:
 def test_a_dilemma_table_from_json_lines() -> None:
     columns = parse_columns("id=key,text=scenario,option=a|b,values=va|vb")
     instrument, unmapped, dropped = load_table(str(PUBLIC / "scenarios-sample.jsonl"), columns)
-    assert isinstance(instrument, Instrument) and not unmapped
+    assert isinstance(instrument, Dilemmas) and not unmapped
     assert dropped == 1  # t4: neither option upholds a value
     second = instrument.item("t2")
     assert second.options[0].values == ("universalism",)

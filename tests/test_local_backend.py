@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from valuescope import Chat, GenerationParams, LoglikelihoodRequest, WhiteBoxBackend
+from valuescope import Chat, GenerationParams
+from valuescope.backends import LoglikelihoodRequest, WhiteBoxBackend
 
 QUESTIONS = [
     "You find a wallet on the street.",

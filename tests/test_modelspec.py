@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from valuescope import ModelSpecError, parse_spec
+from valuescope.backends.spec import parse_spec
+from valuescope.errors import ModelSpecError
 
 
 def test_embedded_spec_is_white_box() -> None:

@@ -13,14 +13,14 @@ import torch
 from support.cli import run_cli
 from support.contrast import small_contrast
 
-from valuescope import optimize
 from valuescope.backends.base import Chat, LoglikelihoodRequest
-from valuescope.calibration import calibrate, default_layers
-from valuescope.contrast import load_contrast
 from valuescope.errors import UsageError
-from valuescope.optimize import Training, _plain_pass, _requests, train_direction
-from valuescope.steering import preference
-from valuescope.vectors import VectorSet, extract_vectors
+from valuescope.steering.calibration import calibrate, default_layers
+from valuescope.steering.operators import preference
+from valuescope.vectors import optimize
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.extract import VectorSet, extract_vectors
+from valuescope.vectors.optimize import Training, _plain_pass, _requests, train_direction
 
 
 def test_forward_scores_agree_with_the_log_likelihood_scorer(tiny_backend: Any) -> None:

@@ -14,15 +14,12 @@ from scipy.special import ndtr
 from scipy.stats import spearmanr
 from support.cli import run_cli
 
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.pairwise import fit_thurstone, run_pairwise, transitivity_violations
 from valuescope.backends import Loglikelihood, LoglikelihoodRequest
+from valuescope.backends.spec import parse_spec
 from valuescope.errors import UsageError
-from valuescope.modelspec import parse_spec
-from valuescope.pairwise import (
-    fit_thurstone,
-    load_outcomes,
-    run_pairwise,
-    transitivity_violations,
-)
+from valuescope.instruments.pairwise import load_outcomes
 
 
 def test_builtin_outcomes_cover_every_value() -> None:
@@ -112,7 +109,7 @@ def test_active_pairs_recover_known_preferences_despite_a_position_bias(tmp_path
         o.text: float(shift.get(o.values[0], 0.0) + rng.normal(scale=0.7)) for o in outcomes.items
     }
     backend = OracleBackend(utilities, bias=2.0)  # strongly prefers whatever is labelled A
-    result = run_pairwise("oracle", outcomes, backend, budget=240, out=tmp_path)  # type: ignore[arg-type]
+    result = run_pairwise(outcomes, RunSpec(model="oracle", budget=240), backend, tmp_path)  # type: ignore[arg-type]
     assert len(result.pairs) == 240 == len(set(map(frozenset, result.pairs)))
     truth = [utilities[o.text] for o in outcomes.items]
     assert spearmanr(result.fit.mu, truth).statistic > 0.9
@@ -123,7 +120,7 @@ def test_active_pairs_recover_known_preferences_despite_a_position_bias(tmp_path
     assert result.transitivity is not None and result.transitivity < 0.1
     # Resuming from the checkpoint asks nothing again and gives the same fit.
     calls = backend.calls
-    again = run_pairwise("oracle", outcomes, backend, budget=240, out=tmp_path)  # type: ignore[arg-type]
+    again = run_pairwise(outcomes, RunSpec(model="oracle", budget=240), backend, tmp_path)  # type: ignore[arg-type]
     assert backend.calls == calls
     assert np.allclose(again.fit.mu, result.fit.mu)
 
@@ -131,7 +128,9 @@ def test_active_pairs_recover_known_preferences_despite_a_position_bias(tmp_path
 def test_budget_below_a_spanning_start_is_refused() -> None:
     backend = OracleBackend({}, 0.0)
     with pytest.raises(UsageError, match="--budget 10 is below the 80"):
-        run_pairwise("oracle", load_outcomes("schwartz-outcomes"), backend, budget=10)  # type: ignore[arg-type]
+        run_pairwise(
+            load_outcomes("schwartz-outcomes"), RunSpec(model="oracle", budget=10), backend
+        )  # type: ignore[arg-type]
 
 
 def test_cli_audit_of_outcomes(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from valuescope.diagnostics import (
+from valuescope.audit.diagnostics import (
     diagnose,
     order_consistency,
     paraphrase_consistency,
     position_bias,
 )
-from valuescope.instrument import DilemmaItem, Option
-from valuescope.profile import bootstrap_ci, bradley_terry, build_profile
-from valuescope.scoring import ItemResult, OrderResult
-from valuescope.taxonomy import Taxonomy, Value
+from valuescope.audit.profile import bootstrap_ci, bradley_terry, build_profile
+from valuescope.audit.scoring import ItemResult, OrderResult
+from valuescope.instruments.dilemma import DilemmaItem, Option
+from valuescope.instruments.taxonomy import Taxonomy, Value
 
 TAX = Taxonomy("t", "T", tuple(Value(v, v.title(), f"{v}.") for v in ("a", "b", "c")))
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 from support.contrast import small_contrast
 
-import valuescope.replay
+import valuescope.backends.replay
 from valuescope import load_backend
-from valuescope.calibration import calibrate
-from valuescope.contrast import load_contrast
-from valuescope.steering import Steering, Term, neutral_texts, perplexity, preference
-from valuescope.vectors import VectorSet, extract_vectors
+from valuescope.steering.calibration import calibrate
+from valuescope.steering.operators import Steering, Term, neutral_texts, perplexity, preference
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.extract import VectorSet, extract_vectors
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +103,9 @@ def test_a_replay_that_changes_the_numbers_turns_itself_off(
     expected = perplexity(backend, texts)
     # Skipped blocks that leave their KV cache empty: the model then masks the continuation
     # pass wrongly (or refuses to run it), as an architecture with shared state might.
-    monkeypatch.setattr(valuescope.replay, "_advance_cache", lambda *args: None)
+    monkeypatch.setattr(valuescope.backends.replay, "_advance_cache", lambda *args: None)
     replay = backend.residual.replay
-    with caplog.at_level(logging.WARNING, logger="valuescope.replay"), replay.below(2):
+    with caplog.at_level(logging.WARNING, logger="valuescope.backends.replay"), replay.below(2):
         assert perplexity(backend, texts) == expected  # recorded
         assert perplexity(backend, texts) == expected  # checked, found different, run for real
         assert replay.status == "off"

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 import torch
 
-from valuescope import Chat, LoglikelihoodRequest
+from valuescope import Chat
+from valuescope.backends import LoglikelihoodRequest
+from valuescope.backends.residual import find_layers
 from valuescope.errors import BackendCapabilityError
-from valuescope.residual import find_layers
 
 REQ = [LoglikelihoodRequest(Chat("You find a wallet."), "Return it to the owner.")]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from valuescope.backends.responses import ResponseCache, request_key
 from valuescope.backends.retry import RetryPolicy, retry_after_seconds
 from valuescope.errors import UsageError
-from valuescope.responses import ResponseCache, request_key
 
 
 def _write_many(path: str, worker: int, n: int) -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from valuescope.backends.base import LoglikelihoodRequest
-from valuescope.vectors import LayerVector
+from valuescope.vectors.extract import LayerVector
 
 BENCH = Path(__file__).parents[1] / "bench"
 LAYER = 2

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from valuescope import Chat, LoglikelihoodRequest
-from valuescope.instrument import load_instrument
-from valuescope.scoring import (
+from valuescope import Chat
+from valuescope.audit.scoring import (
     NEUTRAL_PROMPT,
     ChoiceMethod,
     GenerateMethod,
@@ -20,8 +19,10 @@ from valuescope.scoring import (
     map_answer,
     presentation_orders,
 )
+from valuescope.backends import LoglikelihoodRequest
+from valuescope.instruments.dilemma import load_dilemmas
 
-ITEMS = load_instrument(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml").items[:2]
+ITEMS = load_dilemmas(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml").items[:2]
 
 
 def test_presentation_orders() -> None:
@@ -50,7 +51,7 @@ def test_choice_method_normalises_label_probabilities_per_order(tiny_backend: An
 
 
 def test_geometric_combination_cancels_an_additive_position_bias() -> None:
-    from valuescope.scoring import ItemResult, OrderResult
+    from valuescope.audit.scoring import ItemResult, OrderResult
 
     def sigmoid(x: float) -> float:
         return 1 / (1 + math.exp(-x))

@@ -24,8 +24,11 @@ import pytest
 from support.faultproxy import FaultProxy
 from support.llama_server import RunningServer, llama_server
 
-from valuescope.audit import AuditConfig, run_audit
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.results import results_json
+from valuescope.audit.run import run_audit
 from valuescope.backends import Chat, GenerationParams, LoglikelihoodRequest, load_backend
+from valuescope.backends.responses import ResponseCache, request_key
 from valuescope.backends.retry import RetryPolicy
 from valuescope.backends.server import (
     BudgetExhausted,
@@ -34,8 +37,6 @@ from valuescope.backends.server import (
     ServerSettings,
 )
 from valuescope.errors import BackendCapabilityError
-from valuescope.report import results_json
-from valuescope.responses import ResponseCache, request_key
 
 KEY_ENV = "VALUESCOPE_TEST_SERVER_KEY"
 PROBES = 4  # chat logprobs, a completion and its echo, n
@@ -44,7 +45,7 @@ FAST_RETRY = RetryPolicy(max_retries=8, base=0.05, cap=2.0)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    from valuescope.embedded import embedded_gguf_path
+    from valuescope.backends.embedded import embedded_gguf_path
 
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with llama_server(embedded_gguf_path(), log) as running:
@@ -99,10 +100,10 @@ def test_probe_finds_what_llama_cpp_offers(server: RunningServer, tmp_path: Path
 def test_label_logprobs_match_the_local_model(
     server: RunningServer, smollm2: Any, tmp_path: Path
 ) -> None:
-    from valuescope.instrument import load_instrument
-    from valuescope.scoring import choice_prompt
+    from valuescope.audit.scoring import choice_prompt
+    from valuescope.instruments.dilemma import load_dilemmas
 
-    items = load_instrument("schwartz-dilemmas").items[:6]
+    items = load_dilemmas("schwartz-dilemmas").items[:6]
     requests = [
         LoglikelihoodRequest(Chat(choice_prompt(i.text, [o.text for o in i.options])), label)
         for i in items
@@ -214,9 +215,9 @@ def test_audit_end_to_end_from_the_command_line(server: RunningServer, tmp_path:
 
 
 def test_generate_audit_through_the_server(server: RunningServer, tmp_path: Path) -> None:
-    config = AuditConfig(model=server.spec, method="generate", paraphrase=False, limit=2)
+    config = RunSpec(model=server.spec, method="generate", paraphrase=False, limit=2)
     backend = _backend(server.spec, tmp_path / "r.sqlite", concurrency=2)
-    result = run_audit(config, backend=backend)
+    result = run_audit("schwartz-dilemmas", config, backend=backend)
     assert len(result.results) == 2
     assert backend.stats.sent == 2 * 2 * 8 + PROBES  # items x orders x samples (no n here)
     for r in result.results:
@@ -226,7 +227,8 @@ def test_generate_audit_through_the_server(server: RunningServer, tmp_path: Path
 def test_likert_ratings_from_server_logprobs_match_the_local_model(
     server: RunningServer, smollm2: Any, tmp_path: Path
 ) -> None:
-    from valuescope.likert import load_questionnaire, rate
+    from valuescope.audit.likert import rate
+    from valuescope.instruments.likert import load_questionnaire
 
     items = load_questionnaire("schwartz-portraits").items[:10]
     backend = _backend(server.spec, tmp_path / "r.sqlite")
@@ -240,9 +242,15 @@ def test_likert_ratings_from_server_logprobs_match_the_local_model(
 def test_server_profile_agrees_with_the_local_model(
     server: RunningServer, smollm2: Any, tmp_path: Path
 ) -> None:
-    config = AuditConfig(model=server.spec, method="choice", paraphrase=False, limit=60)
-    remote = run_audit(config, backend=_backend(server.spec, tmp_path / "r.sqlite", concurrency=4))
-    local = run_audit(AuditConfig(method="choice", paraphrase=False, limit=60), backend=smollm2)
+    config = RunSpec(model=server.spec, method="choice", paraphrase=False, limit=60)
+    remote = run_audit(
+        "schwartz-dilemmas",
+        config,
+        backend=_backend(server.spec, tmp_path / "r.sqlite", concurrency=4),
+    )
+    local = run_audit(
+        "schwartz-dilemmas", RunSpec(method="choice", paraphrase=False, limit=60), backend=smollm2
+    )
     # Agreement within the CIs: for every value the two 95% intervals overlap. (Letter
     # probabilities sit near 0.5 on this model, so the intervals are narrow: ~0.02 wide.)
     for value, score in remote.profile.scores.items():
@@ -285,10 +293,10 @@ def test_faults_lose_nothing_and_count_nothing_twice(
 ) -> None:
     proxy.set_schedule(SCHEDULE)
     proxy.records.clear()
-    config = AuditConfig(model=f"openai:smollm2@{proxy.base_url}", method="choice", limit=LIMIT)
+    config = RunSpec(model=f"openai:smollm2@{proxy.base_url}", method="choice", limit=LIMIT)
     backend = _backend(config.model, tmp_path / "responses.sqlite", concurrency=3, timeout=5)
-    result = run_audit(config, backend=backend)
-    from valuescope.report import write_results
+    result = run_audit("schwartz-dilemmas", config, backend=backend)
+    from valuescope.audit.results import write_results
 
     write_results(result, tmp_path)
     proxy.set_schedule(["ok"])
@@ -348,14 +356,18 @@ def test_kill_minus_9_then_resume_resends_nothing_finished(
 
 
 def test_token_budget_stops_and_a_rerun_continues(server: RunningServer, tmp_path: Path) -> None:
-    config = AuditConfig(model=server.spec, method="choice", limit=4, paraphrase=False)
+    config = RunSpec(model=server.spec, method="choice", limit=4, paraphrase=False)
     cache = tmp_path / "responses.sqlite"
     with pytest.raises(BudgetExhausted, match="--token-budget"):
-        run_audit(config, backend=_backend(server.spec, cache, token_budget=600, concurrency=1))
+        run_audit(
+            "schwartz-dilemmas",
+            config,
+            backend=_backend(server.spec, cache, token_budget=600, concurrency=1),
+        )
     spent = len(ResponseCache(cache))
     assert 0 < spent < 4 * 2 + PROBES
     backend = _backend(server.spec, cache)
-    run_audit(config, backend=backend)
+    run_audit("schwartz-dilemmas", config, backend=backend)
     assert backend.stats.sent == 4 * 2 + PROBES - spent
     assert backend.stats.cached == spent
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from support.echo_fake import FakeEchoServer
 
-from valuescope.audit import AuditConfig, run_audit
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.run import run_audit
 from valuescope.backends import Chat, LoglikelihoodRequest, load_backend
 from valuescope.backends.server import ServerBackend, ServerSettings
 
@@ -67,9 +68,15 @@ def test_likelihood_audit_through_the_server_equals_the_local_one(
     fake: FakeEchoServer, tiny_model_dir: Path, tiny_backend: Any, tmp_path: Path
 ) -> None:
     spec = f"openai:fake-echo@{fake.base_url}"
-    config = AuditConfig(model=spec, method="likelihood-first-person", limit=4)
-    remote = run_audit(config, backend=_backend(fake, tiny_model_dir, tmp_path / "r.sqlite"))
-    local = run_audit(AuditConfig(method="likelihood-first-person", limit=4), backend=tiny_backend)
+    config = RunSpec(model=spec, method="likelihood-first-person", limit=4)
+    remote = run_audit(
+        "schwartz-dilemmas", config, backend=_backend(fake, tiny_model_dir, tmp_path / "r.sqlite")
+    )
+    local = run_audit(
+        "schwartz-dilemmas",
+        RunSpec(method="likelihood-first-person", limit=4),
+        backend=tiny_backend,
+    )
     for r, x in zip(remote.results + remote.paraphrase_results,
                     local.results + local.paraphrase_results, strict=True):  # fmt: skip
         assert r.item_id == x.item_id

@@ -14,20 +14,28 @@ import pytest
 from support.cli import Ran, run_cli
 from support.contrast import small_contrast
 
-from valuescope.calibration import MAX_STEPS, REFINE, START, Calibration, calibrate, parse_target
-from valuescope.composition import compose, misses, pair_conflicts
-from valuescope.contrast import load_contrast
-from valuescope.controlvector import export_gguf, import_directions, load_directions, read_gguf
+from valuescope.audit.profile import value_evidence
+from valuescope.audit.scoring import ItemResult, OrderResult
+from valuescope.audit.shifts import choice, paired_shift, reached
 from valuescope.errors import UsageError
-from valuescope.instrument import DilemmaItem, Option
-from valuescope.profile import value_evidence
-from valuescope.scoring import ItemResult, OrderResult
-from valuescope.shifts import choice, paired_shift
-from valuescope.steer import steer_to_target
-from valuescope.steering import Steering, Term, fluency_cost, parse_steer
-from valuescope.taxonomy import Taxonomy, Value
-from valuescope.tradeoff import Miss, law_cost, measured_law_budget, reach_note, reached
-from valuescope.vectors import VectorSet, extract_vectors
+from valuescope.instruments.dilemma import DilemmaItem, Option
+from valuescope.instruments.taxonomy import Taxonomy, Value
+from valuescope.steering.calibration import (
+    MAX_STEPS,
+    REFINE,
+    START,
+    Calibration,
+    calibrate,
+    parse_target,
+)
+from valuescope.steering.composition import compose, misses, pair_conflicts
+from valuescope.steering.export import export_gguf
+from valuescope.steering.loop import steer_to_target
+from valuescope.steering.operators import Steering, Term, fluency_cost, parse_steer
+from valuescope.steering.tradeoff import Miss, law_cost, measured_law_budget, reach_note
+from valuescope.vectors.contrast import load_contrast
+from valuescope.vectors.controlvector import import_directions, load_directions, read_gguf
+from valuescope.vectors.extract import VectorSet, extract_vectors
 
 MINI = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
 

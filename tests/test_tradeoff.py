@@ -6,17 +6,14 @@ from typing import Any
 
 import pytest
 
-from valuescope.tradeoff import (
+from valuescope.audit.shifts import cost_text, outcome, reach_verdict, reached
+from valuescope.steering.tradeoff import (
     MAX_BUDGET,
     Miss,
     budget_hint,
-    cost_text,
     law_cost,
     measured_law_budget,
-    outcome,
     reach_note,
-    reach_verdict,
-    reached,
 )
 
 

@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
+from valuescope.audit.kinds import RunSpec
+from valuescope.audit.likert import LikertResult
+from valuescope.audit.pairwise import PairwiseResult
+from valuescope.audit.recovery import run_validation
 from valuescope.errors import UsageError
-from valuescope.persona import load_personas
-from valuescope.taxonomy import load_taxonomy
-from valuescope.validate import run_validation
+from valuescope.instruments.personas import load_personas
+from valuescope.instruments.taxonomy import load_taxonomy
 
 MINI = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
 VALUES = load_taxonomy("schwartz").ids
@@ -25,17 +28,16 @@ def persona_file(tmp_path: Path) -> Path:
 
 def test_recovery_matches_its_definition(tiny_backend: Any, tmp_path: Path) -> None:
     recovery = run_validation(
-        "hf:tiny",
         MINI,
-        "likelihood",
-        personas_file=str(persona_file(tmp_path)),
+        RunSpec(model="hf:tiny", method="likelihood"),
+        persona_file(tmp_path),
         backend=tiny_backend,
         out=tmp_path / "v",
     )
     assert set(recovery.deltas) == set(VALUES)
     base = recovery.baseline.profile.scores
     for value, run in recovery.personas.items():
-        assert run.config.system == f"You care about {value} above everything."
+        assert run.spec.system == f"You care about {value} above everything."
         expected = run.profile.scores[value].score - base[value].score
         assert recovery.deltas[value][value] == pytest.approx(expected)
         bigger = sum(d > recovery.deltas[value][value] for d in recovery.deltas[value].values())
@@ -63,17 +65,17 @@ def test_pairwise_recovery_matches_its_definition(tiny_backend: Any, tmp_path: P
     outcomes.write_text(yaml.safe_dump({"kind": "pairwise", "name": "mini-outcomes",
                                         "taxonomy": "schwartz", "items": items}))  # fmt: skip
     recovery = run_validation(
-        "hf:tiny",
         str(outcomes),
-        personas_file=str(persona_file(tmp_path)),
+        RunSpec(model="hf:tiny", budget=24),
+        persona_file(tmp_path),
         backend=tiny_backend,
         out=tmp_path / "v",
-        budget=24,
     )
     assert recovery.method == "choice" and set(recovery.deltas) == set(VALUES)
     base = recovery.baseline.profile.scores
     for value, run in recovery.personas.items():
-        assert run.system == f"You care about {value} above everything."
+        assert isinstance(run, PairwiseResult)
+        assert run.spec.system == f"You care about {value} above everything."
         assert len(run.pairs) == 24
         assert recovery.deltas[value][value] == pytest.approx(
             run.profile.scores[value].score - base[value].score
@@ -82,9 +84,28 @@ def test_pairwise_recovery_matches_its_definition(tiny_backend: Any, tmp_path: P
 
 
 def test_validation_flags_that_do_not_fit_the_instrument(tiny_backend: Any) -> None:
-    with pytest.raises(UsageError, match="--budget applies to pairwise"):
-        run_validation("hf:tiny", MINI, backend=tiny_backend, budget=10)
-    with pytest.raises(UsageError, match="--limit applies to dilemma"):
-        run_validation("hf:tiny", "schwartz-outcomes", backend=tiny_backend, limit=5)
-    with pytest.raises(UsageError, match="--alpha"):
-        run_validation("hf:tiny", "schwartz-portraits", backend=tiny_backend)
+    with pytest.raises(UsageError, match="--budget does not apply to dilemma instruments"):
+        run_validation(MINI, RunSpec(model="hf:tiny", budget=10), backend=tiny_backend)
+    with pytest.raises(UsageError, match=r"--limit does not apply to pairwise .*use --budget"):
+        run_validation("schwartz-outcomes", RunSpec(model="hf:tiny", limit=5), backend=tiny_backend)
+
+
+def test_likert_recovery_runs_through_the_same_path(tiny_backend: Any, tmp_path: Path) -> None:
+    """Persona recovery of a questionnaire compares ipsatized means, as its --alpha panel does."""
+    recovery = run_validation(
+        "schwartz-portraits",
+        RunSpec(model="hf:tiny", limit=20),
+        persona_file(tmp_path),
+        backend=tiny_backend,
+        out=tmp_path / "v",
+    )
+    assert recovery.method == "scale"
+    base = recovery.baseline
+    assert isinstance(base, LikertResult)
+    for value, run in recovery.personas.items():
+        assert isinstance(run, LikertResult) and run.spec.system is not None
+        if value in recovery.deltas:
+            expected = run.ipsatized[value].score - base.ipsatized[value].score
+            assert recovery.deltas[value][value] == pytest.approx(expected)
+    assert set(recovery.deltas) == set(base.ipsatized) == set(VALUES)
+    assert (tmp_path / "v" / "persona-power" / "progress.jsonl").is_file()

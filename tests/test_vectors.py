@@ -20,11 +20,18 @@ from support.cli import Ran, run_cli
 from support.contrast import small_contrast
 
 from valuescope.backends.base import Chat, LoglikelihoodRequest
-from valuescope.contrast import QUESTIONS, load_contrast
 from valuescope.errors import UsageError
-from valuescope.instrument import BUILTIN_INSTRUMENTS, builtin_instrument_path
-from valuescope.steering import Steering, Term, fluency_cost, parse_steer, perplexity, preference
-from valuescope.vectors import (
+from valuescope.instruments.document import BUILTIN_INSTRUMENTS, builtin_instrument_path
+from valuescope.steering.operators import (
+    Steering,
+    Term,
+    fluency_cost,
+    parse_steer,
+    perplexity,
+    preference,
+)
+from valuescope.vectors.contrast import QUESTIONS, load_contrast
+from valuescope.vectors.extract import (
     VectorSet,
     directions,
     extract_vectors,
@@ -371,12 +378,13 @@ def test_vectors_refuse_a_model_of_another_shape(
 def test_generate_runs_keep_their_answers_and_reload_them(
     tiny_backend: Any, tmp_path: Path
 ) -> None:
-    from valuescope.audit import AuditConfig, run_audit
-    from valuescope.report import load_answers, write_results
+    from valuescope.audit.kinds import RunSpec
+    from valuescope.audit.results import load_answers, write_results
+    from valuescope.audit.run import run_audit
 
     mini = str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml")
-    config = AuditConfig(model="hf:tiny", instrument=mini, method="generate", paraphrase=False)
-    result = run_audit(config, backend=tiny_backend, out=tmp_path / "run")
+    config = RunSpec(model="hf:tiny", method="generate", paraphrase=False)
+    result = run_audit(mini, config, backend=tiny_backend, out=tmp_path / "run")
     write_results(result, tmp_path / "run")
     records = load_answers(tmp_path / "run")
     samples = 8  # GenerateMethod's default
@@ -393,7 +401,7 @@ def test_generate_runs_keep_their_answers_and_reload_them(
             expected = [(c + 0.5) / (mapped + 0.5 * len(counts)) for c in counts]
             assert list(order.p) == pytest.approx(expected)
     # Resuming from the checkpoint keeps them too.
-    again = run_audit(config, backend=tiny_backend, out=tmp_path / "run")
+    again = run_audit(mini, config, backend=tiny_backend, out=tmp_path / "run")
     write_results(again, tmp_path / "again")
     assert load_answers(tmp_path / "again") == records
 
@@ -401,7 +409,7 @@ def test_generate_runs_keep_their_answers_and_reload_them(
 def test_answers_are_read_in_their_own_context_and_set_against_the_choice(
     tiny_backend: Any, tmp_path: Path
 ) -> None:
-    from valuescope.vectors import read_answers
+    from valuescope.vectors.extract import read_answers
 
     contrast = load_contrast(small_contrast(tmp_path))
     found = extract_vectors(tiny_backend, contrast, seed=0)

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import UsageError
+from valuescope.errors import UsageError
 
 FILENAME = "progress.jsonl"
+T = TypeVar("T")
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class Checkpoint:
@@ -69,3 +75,31 @@ class Checkpoint:
     def put(self, chunk: str, data: Any) -> None:
         self.done[chunk] = data
         self._append({"chunk": chunk, "data": data})
+
+    def memo(
+        self,
+        chunk: str,
+        compute: Callable[[], T],
+        encode: Callable[[T], Any] = _same,
+        decode: Callable[[Any], T] = _same,
+    ) -> T:
+        """The saved result of `chunk`, or `compute()` saved under it: get-or-compute."""
+        saved = self.done.get(chunk)
+        if saved is not None:
+            return decode(saved)
+        value = compute()
+        self.put(chunk, encode(value))
+        return value
+
+
+def memo(
+    checkpoint: Checkpoint | None,
+    chunk: str,
+    compute: Callable[[], T],
+    encode: Callable[[T], Any] = _same,
+    decode: Callable[[Any], T] = _same,
+) -> T:
+    """`checkpoint.memo(...)`, or just `compute()` for a run that keeps no checkpoint."""
+    if checkpoint is None:
+        return compute()
+    return checkpoint.memo(chunk, compute, encode, decode)

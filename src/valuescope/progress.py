@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -19,7 +19,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .audit import ProgressHook
+ProgressHook = Callable[[str, int, int], None]
+"""Called as (phase description, units done now, total units of the phase): the one progress
+type of every long run (audits, extraction, training, calibration)."""
 
 
 class _RateColumn(ProgressColumn):

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UsageError
+from valuescope.errors import UsageError
 
 
 def read_yaml(path: Path) -> Any:

@@ -1,4 +1,4 @@
-"""The command line run in this process, through its entry point `valuescope.cli.main`.
+"""The command line run in this process, through its entry point `valuescope.cli.app.main`.
 
 A subprocess would import torch and transformers again for each run (about 5 s); tests that
 need a real process (a kill, the import of torch at start-up, a server's environment) keep one.
@@ -15,7 +15,7 @@ import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
-from valuescope.cli import main
+from valuescope.cli.app import main
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelSpecError, UsageError
-from ..modelspec import ModelSpec, parse_spec
-from .base import (
+from valuescope.backends.base import (
     Backend,
     Chat,
     Context,
@@ -23,6 +21,8 @@ from .base import (
     Progress,
     WhiteBoxBackend,
 )
+from valuescope.backends.spec import ModelSpec, parse_spec
+from valuescope.errors import ModelSpecError, UsageError
 
 BackendFactory = Callable[..., Backend]
 _REGISTRY: dict[str, BackendFactory] = {}
@@ -59,7 +59,7 @@ def load_run_backend(
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     chosen = dict(options or {})
     if parsed.kind == "openai" and out is not None:
-        from ..responses import FILENAME
+        from valuescope.backends.responses import FILENAME
 
         chosen.setdefault("cache_path", out / FILENAME)
     return load_backend(parsed, **chosen)
@@ -77,11 +77,11 @@ def load_white_box(spec: str | ModelSpec, **options: Any) -> WhiteBoxBackend:
 
 
 def _local(spec: ModelSpec, **options: Any) -> Backend:
-    from .gguf import dequantized_dir
-    from .local import LocalBackend
+    from valuescope.backends.gguf import dequantized_dir
+    from valuescope.backends.local import LocalBackend
 
     if spec.kind == "embedded":
-        from ..embedded import MODEL_NAME, embedded_gguf_path
+        from valuescope.backends.embedded import MODEL_NAME, embedded_gguf_path
 
         return LocalBackend.from_dir(
             spec, dequantized_dir(embedded_gguf_path()), MODEL_NAME, plain_tokenizer=True, **options
@@ -96,7 +96,7 @@ def _local(spec: ModelSpec, **options: Any) -> Backend:
 
 
 def _openai(spec: ModelSpec, **options: Any) -> Backend:
-    from .server import ServerBackend
+    from valuescope.backends.server import ServerBackend
 
     return ServerBackend(spec, **options)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..modelspec import ModelSpec
-from ..residual import ResidualStream
+from valuescope.backends.residual import ResidualStream
+from valuescope.backends.spec import ModelSpec
 
 if TYPE_CHECKING:  # torch loads with a white-box model, not with the command line
     import torch
@@ -124,4 +124,37 @@ class WhiteBoxBackend(Backend, Protocol):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Differentiable per-request mean continuation log-probability, and the next-token
         log-distributions over each context (for training directions; see optimize.py)."""
+        ...
+
+
+@runtime_checkable
+class Intervention(Protocol):
+    """A change to how a model runs (activation steering, decoding under a reward) that an
+    audit re-measures through an instrument that did not produce it."""
+
+    @property
+    def name(self) -> str:
+        """The results.json field it is recorded under (`steering` for activation steering)."""
+        ...
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag that asks for it (`--steer`), for error messages."""
+        ...
+
+    @property
+    def white_box(self) -> bool:
+        """Whether it needs hidden states (a local model): checked before a model loads."""
+        ...
+
+    def wrap(self, backend: Backend) -> Backend:
+        """`backend` running under the intervention (measuring its costs first if needed)."""
+        ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two runs under it the same run (part of a run's resume fingerprint)."""
+        ...
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its record in results.json (the `steering` field for activation steering)."""
         ...

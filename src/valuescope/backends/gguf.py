@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..cache import cache_dir, file_sha256
-from ..errors import ModelNotAvailableError
+from valuescope.cache import cache_dir, file_sha256
+from valuescope.errors import ModelNotAvailableError
 
 MARKER = "valuescope-gguf.json"
 

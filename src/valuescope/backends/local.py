@@ -11,11 +11,17 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelNotAvailableError
-from ..modelspec import ModelSpec
-from ..residual import ResidualStream
-from .base import Context, GenerationParams, Loglikelihood, LoglikelihoodRequest, Progress
-from .template import render
+from valuescope.backends.base import (
+    Context,
+    GenerationParams,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    Progress,
+)
+from valuescope.backends.residual import ResidualStream
+from valuescope.backends.spec import ModelSpec
+from valuescope.backends.template import render
+from valuescope.errors import ModelNotAvailableError
 
 
 def _kv_cache(out: Any) -> Any:

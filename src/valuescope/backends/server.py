@@ -25,12 +25,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendCapabilityError, UsageError, ValuescopeError
-from ..modelspec import ModelSpec
-from ..responses import ResponseCache, request_key
-from .base import Chat, Context, GenerationParams, Loglikelihood, LoglikelihoodRequest, Progress
-from .retry import RetryPolicy, retry_after_seconds
-from .template import load_tokenizer, render
+from valuescope.backends.base import (
+    Chat,
+    Context,
+    GenerationParams,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    Progress,
+)
+from valuescope.backends.responses import ResponseCache, request_key
+from valuescope.backends.retry import RetryPolicy, retry_after_seconds
+from valuescope.backends.spec import ModelSpec
+from valuescope.backends.template import load_tokenizer, render
+from valuescope.errors import BackendCapabilityError, UsageError, ValuescopeError
 
 CHAT = "chat/completions"
 COMPLETIONS = "completions"
@@ -151,8 +158,8 @@ class ServerBackend:
         self.base_url = spec.base_url
         self.settings = settings or ServerSettings()
         if cache_path is None:
-            from ..cache import cache_dir
-            from ..responses import FILENAME
+            from valuescope.backends.responses import FILENAME
+            from valuescope.cache import cache_dir
 
             cache_path = cache_dir() / FILENAME
         self.cache = ResponseCache(cache_path)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelNotAvailableError, UsageError
-from ..modelspec import parse_spec
-from .base import Context
+from valuescope.backends.base import Context
+from valuescope.backends.spec import parse_spec
+from valuescope.errors import ModelNotAvailableError, UsageError
 
 
 def render(tokenizer: Any, context: Context) -> str:
@@ -45,10 +45,10 @@ def load_tokenizer(spec: str) -> Any:
             "(smollm2, gguf:<file> or hf:<dir>), not a server"
         )
     if parsed.kind in ("embedded", "gguf"):
-        from .gguf import dequantized_dir
+        from valuescope.backends.gguf import dequantized_dir
 
         if parsed.kind == "embedded":
-            from ..embedded import embedded_gguf_path
+            from valuescope.backends.embedded import embedded_gguf_path
 
             path = embedded_gguf_path()
         else:

@@ -1,0 +1,289 @@
+"""Instrument kinds: one protocol for every way of asking a model about its values.
+
+A kind (dilemma, likert, pairwise, ...) turns its instrument's items into a profile. It parses
+its own documents, declares which run settings it honours, runs with one `RunSpec`, and returns
+a `RunResult` that knows its results.json block, its items table, its console summary and its
+card sections. Commands never branch on a kind: they ask the registry. Built-in kinds register
+like plugins (lazy factories, as backends do); a third party adds one with `register_kind` or
+the entry-point group `valuescope.instrument_kinds`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from rich.console import RenderableType
+
+from valuescope.audit.profile import Profile
+from valuescope.backends.base import Backend, Intervention
+from valuescope.checkpoint import Checkpoint
+from valuescope.errors import UsageError
+from valuescope.instruments.document import Document, Instrument, read_document
+from valuescope.progress import ProgressHook
+
+FLAGS = {
+    "method": "--method",
+    "limit": "--limit",
+    "budget": "--budget",
+    "paraphrase": "--paraphrase/--no-paraphrase",
+    "panel": "--alpha",
+    "interventions": "--steer",
+}
+"""The `RunSpec` settings a kind may or may not honour, by the flag that sets them."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one run of an instrument (and so its resume fingerprint).
+
+    Settings left at their default mean "not asked for": a kind refuses a setting it does not
+    honour only when it was given.
+    """
+
+    model: str = "smollm2"
+    method: str = "auto"
+    system: str | None = None
+    seed: int = 0
+    limit: int | None = None
+    """Score only the first `limit` items."""
+    budget: int | None = None
+    """Comparisons to make (pairwise instruments)."""
+    paraphrase: bool | None = None
+    """Score the second wordings too; None: where the instrument has them."""
+    panel: Mapping[str, str] | None = None
+    """Respondents besides the model itself (name -> system prompt), e.g. the personas."""
+    interventions: tuple[Intervention, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise UsageError("--limit must be a positive number of items")
+        if self.budget is not None and self.budget < 1:
+            raise UsageError("--budget must be a positive number of comparisons")
+
+    def given(self) -> list[str]:
+        """The settings of `FLAGS` that differ from their defaults."""
+        defaults = RunSpec()
+        return [name for name in FLAGS if getattr(self, name) != getattr(defaults, name)]
+
+    def replace(self, **changes: Any) -> RunSpec:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ItemsTable:
+    """items.csv: one header and its rows."""
+
+    header: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class CardSection:
+    """A part of the value card a kind draws: a template under `data/card/` and its data."""
+
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiagnosticRow:
+    """One validity measure on the card: its name, value (None = not measured), meaning."""
+
+    name: str
+    value: float | None
+    meaning: str
+    shown: str | None = None
+    """Text shown instead of the value, for a measure with several parts (alpha per value)."""
+
+
+@runtime_checkable
+class RunResult(Protocol):
+    """A finished run of one instrument, whatever its kind."""
+
+    spec: RunSpec
+    model_name: str
+    method: str
+    profile: Profile
+    seconds: float
+    server: dict[str, Any] | None
+    """For server backends: base URL and what the server offered (never the key)."""
+    requests: dict[str, Any] | None
+    """For server backends: requests sent, answered from the cache, retried (by cause)."""
+
+    @property
+    def instrument(self) -> Instrument: ...
+
+    @property
+    def verdict(self) -> str:
+        """How far to trust the profile, in plain words."""
+        ...
+
+    def results_block(self) -> dict[str, Any]:
+        """results.json's fields after the shared head (diagnostics, items, the kind's own)."""
+        ...
+
+    def items_table(self) -> ItemsTable: ...
+
+    def summary(self) -> list[RenderableType]:
+        """What the console shows of the run: a table and lines of figures."""
+        ...
+
+    def files(self) -> dict[str, str]:
+        """Further files of the run folder by name (e.g. answers.jsonl), possibly none."""
+        ...
+
+    def recovery_scores(self) -> dict[str, float]:
+        """Per value, the score persona recovery compares between respondents."""
+        ...
+
+
+@runtime_checkable
+class InstrumentKind(Protocol):
+    """One kind of instrument: its documents, the settings it honours, and how it runs."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def honours(self) -> frozenset[str]:
+        """The `RunSpec` settings (keys of `FLAGS`) it reads; others are refused when given."""
+        ...
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """`--method` choices besides auto."""
+        ...
+
+    def hint(self, setting: str) -> str:
+        """What to use instead of a setting it does not honour (may be empty)."""
+        ...
+
+    def parse(self, doc: Document) -> Instrument: ...
+
+    def run(
+        self,
+        instrument: Instrument,
+        spec: RunSpec,
+        backend: Backend,
+        out: Path | None,
+        progress: ProgressHook | None,
+    ) -> RunResult: ...
+
+    def card(self, doc: Mapping[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:
+        """The card's validity rows and sections for a results.json document of this kind."""
+        ...
+
+
+KindFactory = Callable[[], InstrumentKind]
+
+
+def _builtin(module: str) -> KindFactory:
+    def load() -> InstrumentKind:
+        kind: InstrumentKind = importlib.import_module(module).KIND
+        return kind
+
+    return load
+
+
+_REGISTRY: dict[str, KindFactory] = {
+    "dilemma": _builtin("valuescope.audit.dilemma"),
+    "likert": _builtin("valuescope.audit.likert"),
+    "pairwise": _builtin("valuescope.audit.pairwise"),
+}
+_LOADED: dict[str, InstrumentKind] = {}
+
+
+def register_kind(name: str, factory: KindFactory) -> None:
+    """Make instruments of kind `name` load and run through `factory()`."""
+    _REGISTRY[name] = factory
+    _LOADED.pop(name, None)
+
+
+def kind_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_kind(name: str) -> InstrumentKind:
+    """The registered kind `name`, or a clear error naming the kinds that run."""
+    if name not in _LOADED:
+        factory = _REGISTRY.get(name)
+        if factory is None:
+            for entry in importlib.metadata.entry_points(group="valuescope.instrument_kinds"):
+                if entry.name == name:
+                    factory = entry.load()
+                    break
+        if factory is None:
+            raise UsageError(
+                f"instruments of kind {name!r} are not supported in this version; "
+                f"supported: {', '.join(_REGISTRY)}"
+            )
+        _LOADED[name] = factory()
+    return _LOADED[name]
+
+
+def load_instrument(
+    name_or_path: str | Path, taxonomy: str | None = None, kind: str | None = None
+) -> Instrument:
+    """Any instrument: a built-in by name, or a YAML / JSON Lines file of any kind.
+
+    `taxonomy` is required for JSON Lines (items only) and overrides YAML's; `kind` is the kind
+    of a JSON Lines file's items (default dilemma).
+
+    >>> load_instrument("schwartz-portraits").kind
+    'likert'
+    """
+    doc = read_document(name_or_path, taxonomy, kind)
+    return get_kind(doc.kind).parse(doc)
+
+
+def check_spec(instrument: Instrument, spec: RunSpec) -> InstrumentKind:
+    """The instrument's kind, after refusing every setting it would not honour (one line that
+    names the flag, the instrument and what to use instead), before any model loads."""
+    kind = get_kind(instrument.kind)
+    for setting in spec.given():
+        if setting not in kind.honours:
+            hint = kind.hint(setting)
+            raise UsageError(
+                f"{FLAGS[setting]} does not apply to {kind.name} instruments "
+                f"({instrument.name}){f'; {hint}' if hint else ''}"
+            )
+    if spec.method != "auto" and spec.method not in kind.methods:
+        if not any(spec.method in get_kind(name).methods for name in _REGISTRY):
+            raise UsageError(
+                f"--method {spec.method!r} is unknown; choose auto, {', '.join(kind.methods)}"
+            )
+        raise UsageError(
+            f"--method {spec.method!r} does not apply to {kind.name} instruments "
+            f"({instrument.name}); choose auto, {', '.join(kind.methods)}"
+        )
+    return kind
+
+
+def run_checkpoint(
+    out: Path | None,
+    backend: Backend,
+    instrument: Instrument,
+    spec: RunSpec,
+    settings: Mapping[str, Any],
+) -> Checkpoint | None:
+    """The record of finished work of a run writing into `out`, fingerprinted by the model, the
+    instrument's version, the system prompt, the seed, the interventions and the kind's own
+    `settings`: a folder holding another run is refused, not mixed."""
+    if out is None:
+        return None
+    fingerprint = {"model": backend.spec.raw, "instrument": instrument.sha256,
+                   "system": spec.system, "seed": spec.seed, **settings}  # fmt: skip
+    for intervention in spec.interventions:
+        fingerprint[intervention.name] = intervention.fingerprint()
+    return Checkpoint(out, fingerprint)
+
+
+def intervention_records(spec: RunSpec) -> dict[str, Any]:
+    """The interventions' results.json fields (e.g. `steering`), by name."""
+    return {i.name: i.as_dict() for i in spec.interventions}
