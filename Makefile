@@ -35,8 +35,8 @@ audit: install
 	$(BIN)/valuescope audit --out runs/audit
 
 lint: install-test
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests testkit bench examples
+	$(BIN)/ruff format --check src tests testkit bench examples
 
 typecheck: install-test
 	$(BIN)/mypy

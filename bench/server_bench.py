@@ -37,11 +37,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))  # testkit: the helpers tests and benchmarks share
 
-from support.faultproxy import FaultProxy  # noqa: E402
-from support.llama_server import llama_server  # noqa: E402
-
+from testkit.faultproxy import FaultProxy  # noqa: E402
+from testkit.llama_server import llama_server  # noqa: E402
 from valuescope.backends.embedded import embedded_gguf_path  # noqa: E402
 from valuescope.backends.responses import ResponseCache, request_key  # noqa: E402
 

@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support.faultproxy import FaultProxy
-from support.llama_server import RunningServer, llama_server
 
+from testkit.faultproxy import FaultProxy
+from testkit.llama_server import RunningServer, llama_server
 from valuescope.audit.kinds import RunSpec
 from valuescope.audit.results import results_json
 from valuescope.audit.run import run_audit

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .llama_server import free_port
+from testkit.llama_server import free_port
 
 
 class FakeEchoServer:

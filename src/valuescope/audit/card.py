@@ -148,19 +148,24 @@ def render_card(docs: Sequence[dict[str, Any]], title: str | None = None) -> str
         v: {"label": v, "definition": ""} for v in docs[0]["profile"]
     }
     values = [{"id": v, **info} for v, info in value_info.items()]
-    runs = []
-    for doc, label in zip(docs, labels, strict=True):
-        verdict = str(doc["diagnostics"].get("verdict", ""))
-        cls = "bad" if verdict.startswith("not") else "warn" if verdict.startswith("weak") else ""
-        rows, sections = kind_card(doc)
-        runs.append(
-            {"doc": doc, "label": label, "verdict_class": cls, "rows": rows, "sections": sections}
-        )
     env = Environment(
         loader=FileSystemLoader(str(resources.files("valuescope") / "data" / "card")),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     env.globals["reach_verdict"] = reach_verdict
+    runs = []
+    for doc, label in zip(docs, labels, strict=True):
+        verdict = str(doc["diagnostics"].get("verdict", ""))
+        cls = "bad" if verdict.startswith("not") else "warn" if verdict.startswith("weak") else ""
+        rows, sections = kind_card(doc)
+        parts = [
+            {"template": s.template if s.source is None else env.from_string(s.source),
+             "context": s.context}
+            for s in sections
+        ]  # fmt: skip
+        runs.append(
+            {"doc": doc, "label": label, "verdict_class": cls, "rows": rows, "sections": parts}
+        )
     template = env.get_template("card.html.j2")
     heading = title or (
         f"Value card: {labels[0]}" if len(docs) == 1 else f"Value comparison of {len(docs)} runs"

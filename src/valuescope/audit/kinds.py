@@ -85,10 +85,15 @@ class ItemsTable:
 
 @dataclass(frozen=True)
 class CardSection:
-    """A part of the value card a kind draws: a template under `data/card/` and its data."""
+    """A part of the value card a kind draws: a Jinja template and its data (`s` in it).
+
+    `template` names one of valuescope's own (under `data/card/`); a kind from another package
+    gives its template's text as `source` instead. Either is rendered with autoescaping on.
+    """
 
     template: str
     context: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +244,13 @@ def load_instrument(
     'likert'
     """
     doc = read_document(name_or_path, taxonomy, kind)
-    return get_kind(doc.kind).parse(doc)
+    try:
+        found = get_kind(doc.kind)
+    except UsageError:
+        raise UsageError(
+            f"{doc.path}: field 'kind' is {doc.kind!r}; expected one of {', '.join(kind_names())}"
+        ) from None
+    return found.parse(doc)
 
 
 def check_spec(instrument: Instrument, spec: RunSpec) -> InstrumentKind:

@@ -370,6 +370,7 @@ def validate(
         f"top-1 {recovery.top_k(1):.0%} · top-3 {recovery.top_k(3):.0%} · "
         f"mean own delta {recovery.mean_own_delta:+.3f}"
     )
+    out_dir.mkdir(parents=True, exist_ok=True)  # a kind that keeps no progress made none
     path = out_dir / "validation.json"
     path.write_text(json.dumps(recovery.as_dict(), indent=1) + "\n")
     out.print(Text(f"validation: {path}"))

@@ -145,7 +145,10 @@ def load_dilemmas(name_or_path: str | Path, taxonomy: str | None = None) -> Dile
     """
     doc = read_document(name_or_path, taxonomy, "dilemma")
     if doc.kind != "dilemma":
-        raise UsageError(f"{doc.path}: is a {doc.kind} instrument; this needs a dilemma instrument")
+        raise UsageError(
+            f"{doc.path}: is a {doc.kind} instrument (field 'kind' is {doc.kind!r}); this "
+            "needs a dilemma instrument"
+        )
     return parse_dilemmas(doc)
 
 

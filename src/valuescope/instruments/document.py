@@ -20,9 +20,6 @@ from valuescope.errors import UsageError
 from valuescope.instruments.taxonomy import Taxonomy, load_taxonomy
 from valuescope.yamlfile import read_yaml
 
-KINDS = ("dilemma", "likert", "pairwise", "open")
-"""The kinds an instrument file may declare (DESIGN.md); which of them run is up to the
-instrument-kind registry (`valuescope.audit.kinds`)."""
 TOP_LEVEL = ("kind", "name", "taxonomy", "items", "description")
 
 BUILTIN_INSTRUMENTS = (
@@ -159,8 +156,8 @@ def read_document(
             f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: {', '.join(TOP_LEVEL)}"
         )
     found = doc.get("kind")
-    if found not in KINDS:
-        raise UsageError(f"{path}: field 'kind' is {found!r}; expected one of {', '.join(KINDS)}")
+    if not isinstance(found, str) or not found:
+        raise UsageError(f"{path}: field 'kind' is {found!r}; name the kind of the items")
     tax_ref = taxonomy or doc.get("taxonomy")
     if not tax_ref:
         raise UsageError(f"{path}: field 'taxonomy' is missing; name a built-in or a YAML path")

@@ -70,7 +70,10 @@ def load_questionnaire(name_or_path: str | Path, taxonomy: str | None = None) ->
     """
     doc = read_document(name_or_path, taxonomy, "likert")
     if doc.kind != "likert":
-        raise UsageError(f"{doc.path}: is a {doc.kind} instrument, not a likert questionnaire")
+        raise UsageError(
+            f"{doc.path}: is a {doc.kind} instrument (field 'kind' is {doc.kind!r}); this "
+            "needs a likert questionnaire"
+        )
     return parse_questionnaire(doc)
 
 

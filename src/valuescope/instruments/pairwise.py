@@ -85,7 +85,10 @@ def load_outcomes(name_or_path: str | Path, taxonomy: str | None = None) -> Outc
     """A built-in pairwise instrument (`schwartz-outcomes`) or one from a YAML file."""
     doc = read_document(name_or_path, taxonomy, "pairwise")
     if doc.kind != "pairwise":
-        raise UsageError(f"{doc.path}: is a {doc.kind} instrument, not a pairwise one")
+        raise UsageError(
+            f"{doc.path}: is a {doc.kind} instrument (field 'kind' is {doc.kind!r}); this "
+            "needs a pairwise instrument"
+        )
     return parse_outcomes(doc)
 
 

@@ -1,6 +1,6 @@
 """Start llama.cpp's OpenAI-compatible server (from `llama-cpp-python[server]`) on loopback.
 
-Used by the tests and by `bench/server_throughput.py`; the server runs the embedded SmolLM2
+Used by the tests and by `bench/server_bench.py`; the server runs the embedded SmolLM2
 GGUF, so the server and local backends see the same weights.
 """
 

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .llama_server import free_port
+from testkit.llama_server import free_port
 
 FAULTS = ("ok", "drop", "delay", "429", "500", "truncate", "cut", "invalid", "404")
 
