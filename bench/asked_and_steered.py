@@ -1,6 +1,6 @@
 """Asked and steered at once: does a persona prompt add to an added value vector (embedded model)?
 
-docs/steering.md measures two ways of moving a value on `schwartz-dilemmas` apart: steering
+docs/results/ measures two ways of moving a value on `schwartz-dilemmas` apart: steering
 (the mean-diff vector at the layer and coefficient `steering_bench.py --part success`
 calibrated within the 10% fluency budget) and asking (the value's built-in persona as the
 system prompt, `--part persona`). A user can do both (`valuescope audit --system ... --steer
@@ -16,7 +16,8 @@ the two should agree; if they do not, the figures of this script still compare l
     .venv/bin/python bench/asked_and_steered.py                      # all ten values; resumes
     .venv/bin/python bench/asked_and_steered.py --values achievement,tradition
 
-Figures go to bench/results/asked-and-steered.json, runs to runs/asked-and-steered/.
+Figures go to bench/results/asked-and-steered.json (docs/results/asking.md reads them), runs
+to runs/asked-and-steered/.
 """
 
 from __future__ import annotations

@@ -2,15 +2,16 @@
 
 `steering_bench.py --part reach` raises each direction's coefficient by sqrt(2) a step from
 the calibrated one. If the shift grew linearly with the coefficient and the fluency cost with
-its square (the law of docs/steering.md), +0.25 would cost `cost0 * (0.25 / shift0) ** 2`,
+its square (the trade-off law), +0.25 would cost `cost0 * (0.25 / shift0) ** 2`,
 from the calibrated point's shift0 and cost0 alone (`valuescope.steering.tradeoff.law_cost`, what
 `valuescope steer` says of a missed target). This prints that prediction per sweep,
 beside what the sweep measured: the cost's local exponent in the coefficient (2 is quadratic)
 at the first and fourth step, the perplexity up to which the shift stays at least 85% of the
 linear extrapolation (a lower bound where the sweep stopped at +0.25 while still linear), and
-the perplexity at which +0.25 was reached.
+the perplexity at which +0.25 was reached. The table is the one docs/results/reach.md shows;
+`--json` prints the same rows as JSON lines, unrounded.
 
-    .venv/bin/python bench/reach_law.py [bench/results/steering*.json ...]
+    .venv/bin/python bench/reach_law.py [bench/results/steering*.json ...] [--json]
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="*", type=Path,
                         help="results files (default: bench/results/steering*.json)")  # fmt: skip
-    paths = parser.parse_args().results or sorted((HERE / "results").glob("steering*.json"))
+    parser.add_argument("--json", action="store_true", help="one JSON row per sweep, unrounded")
+    args = parser.parse_args()
+    paths = args.results or sorted((HERE / "results").glob("steering*.json"))
     table = {path: rows(path) for path in paths}  # every file read before anything is printed
     empty = [str(path) for path, found in table.items() if not found]
     if empty:
@@ -103,6 +106,11 @@ def main() -> None:
               f"first", file=sys.stderr)  # fmt: skip
     if not any(table.values()):
         raise SystemExit(2)
+    if args.json:
+        for found in table.values():
+            for r in found:
+                print(json.dumps(r))
+        return
     print("| model | value | direction | shift at 10% | cost there | law: cost of +0.25 | "
           "exponent, 1st / 4th step | linear until | +0.25 reached at |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

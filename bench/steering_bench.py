@@ -1,6 +1,9 @@
-"""Value vectors and steering on the embedded model: every figure the steering issue asks for.
+"""Value vectors and steering on the embedded model (or another local model), measured.
 
-    .venv/bin/python bench/steering_bench.py            # ~1 h on 2 cores; resumes
+The figures of docs/results/steering.md, reach.md, asking.md and larger-models.md come from
+here (bench/README.md lists each script's runtime):
+
+    .venv/bin/python bench/steering_bench.py            # every default part; resumes
     .venv/bin/python bench/steering_bench.py --part success --values benevolence,power
     .venv/bin/python bench/steering_bench.py --model gguf:/models/qwen.gguf --part success
 
@@ -44,7 +47,7 @@ what is done):
 - choice: the same diagnostic with the options listed and labelled and the model's letter
   read (the `choice` method): personas for every value, the trained direction where
   `optimized` has measured it;
-- reach: the price of the goal: the trained and mean-diff directions' coefficients raised
+- reach: the price of +0.25: the trained and mean-diff directions' coefficients raised
   from the calibrated ones until the shift on schwartz-dilemmas reaches +0.25 (or perplexity
   is 100 times the plain one), the fluency cost and a sample answer at every step
   (`bench/reach_law.py` reads the stored sweeps against the trade-off law).

@@ -1,5 +1,5 @@
-"""The steering bench's parts for the figures the issue asks for besides `success`: the
-extraction, repeng's vectors against ours, generation speed, and the trade-off fits."""
+"""The steering bench's parts besides `success`: the extraction, repeng's vectors against
+ours, generation speed, and the trade-off fits (docs/results/steering.md, speed.md)."""
 
 from __future__ import annotations
 

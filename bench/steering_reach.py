@@ -1,5 +1,6 @@
-"""The steering bench's `reach` part: the price of the goal, each direction's coefficient
-raised until the shift reaches +0.25 (`bench/reach_law.py` reads the sweeps)."""
+"""The steering bench's `reach` part: the price of +0.25, each direction's coefficient
+raised until the shift reaches it (`bench/reach_law.py` reads the sweeps; figures in
+docs/results/reach.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from valuescope.instruments.dilemma import load_dilemmas
 from valuescope.steering.operators import Steering, Term, fluency_cost, perplexity
 from valuescope.vectors.extract import VectorSet
 
-TARGET = 0.25  # the issue's goal for every value's shift on schwartz-dilemmas
+TARGET = 0.25  # the shift on schwartz-dilemmas each value's sweep tries to reach
 REACH_STEP = 2**0.5
 REACH_CAP = 100.0  # stop once perplexity on the neutral texts is this many times the plain one
 REACH_STEPS = 24  # and after this many steps (4096 times the calibrated coefficient) at most
@@ -36,7 +37,7 @@ REACH_TOKENS = 40
 
 
 def part_reach(backend: Any, values: list[str], results: dict[str, Any], runs: Path) -> None:
-    """The price of the goal, a diagnostic judged on the instrument (so never a calibration):
+    """The price of +0.25, a diagnostic judged on the instrument (so never a calibration):
     each value's direction at the layer calibration chose, its coefficient raised from the
     calibrated one by sqrt(2) at a time until the shift on schwartz-dilemmas reaches TARGET or
     perplexity on the neutral texts reaches REACH_CAP times the plain one. Both directions

@@ -1,35 +1,24 @@
-"""bench/reward_decoding.py's probe-tilted distribution, whose figures docs/steering.md quotes,
-checked on the tiny model: it is a distribution, it tilts the way the probe reads, and the
-tree attention mask reads each candidate as a forward pass of its own text would."""
+"""Reward-guided decoding (`valuescope.steering.decoding`), whose figures
+docs/results/reward-decoding.md quotes, checked on the tiny model: it is a distribution, it
+tilts the way the probe reads, and the tree attention mask reads each candidate as a forward
+pass of its own text would."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from valuescope.backends.base import LoglikelihoodRequest
+from valuescope.backends.base import GenerationParams, LoglikelihoodRequest
+from valuescope.errors import UsageError
+from valuescope.steering.decoding import DECODERS, ProbeTilted
+from valuescope.steering.operators import perplexity
 from valuescope.vectors.extract import LayerVector
 
-BENCH = Path(__file__).parents[1] / "bench"
 LAYER = 2
-
-
-@pytest.fixture(scope="module")
-def reward(request: pytest.FixtureRequest) -> Any:
-    sys.path.insert(0, str(BENCH))  # the script imports steering_common as its sibling
-    request.addfinalizer(lambda: sys.path.remove(str(BENCH)))
-    spec = importlib.util.spec_from_file_location("reward_decoding", BENCH / "reward_decoding.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _reading(backend: Any, seed: int = 1) -> LayerVector:
@@ -42,10 +31,8 @@ def _context(backend: Any) -> list[int]:
     return list(backend._encode_pair(rendered, "The river").context)
 
 
-def test_the_tilted_distribution_sums_to_one_over_the_vocabulary(
-    reward: Any, tiny_backend: Any
-) -> None:
-    tilted = reward.ProbeTilted(tiny_backend, _reading(tiny_backend), LAYER, 4.0, top_k=8)
+def test_the_tilted_distribution_sums_to_one_over_the_vocabulary(tiny_backend: Any) -> None:
+    tilted = ProbeTilted(tiny_backend, _reading(tiny_backend), LAYER, 4.0, top_k=8)
     ids = _context(tiny_backend)
     vocab = tiny_backend.model.config.vocab_size
     probs = [math.exp(tilted.token_logprobs([*ids, x], len(ids))[0]) for x in range(vocab)]
@@ -60,9 +47,9 @@ def test_the_tilted_distribution_sums_to_one_over_the_vocabulary(
     assert max(abs(ratios[x] - next(iter(outside))) for x in top) > 0.05
 
 
-def test_it_favours_the_candidates_the_probe_reads_higher(reward: Any, tiny_backend: Any) -> None:
+def test_it_favours_the_candidates_the_probe_reads_higher(tiny_backend: Any) -> None:
     reading = _reading(tiny_backend)
-    tilted = reward.ProbeTilted(tiny_backend, reading, LAYER, 2.0, top_k=8)
+    tilted = ProbeTilted(tiny_backend, reading, LAYER, 2.0, top_k=8)
     ids = _context(tiny_backend)
     with torch.inference_mode():
         logits = tiny_backend.model(input_ids=torch.tensor([ids])).logits[0, -1]
@@ -75,9 +62,9 @@ def test_it_favours_the_candidates_the_probe_reads_higher(reward: Any, tiny_back
     assert slope == pytest.approx(2.0, rel=1e-4)
 
 
-def test_each_candidate_is_read_as_its_own_text_would_be(reward: Any, tiny_backend: Any) -> None:
+def test_each_candidate_is_read_as_its_own_text_would_be(tiny_backend: Any) -> None:
     reading = _reading(tiny_backend)
-    tilted = reward.ProbeTilted(tiny_backend, reading, LAYER, 1.0, top_k=4)
+    tilted = ProbeTilted(tiny_backend, reading, LAYER, 1.0, top_k=4)
     ids = [*_context(tiny_backend), 40, 41, 42]
     candidates, at = [7, 8, 9, 10], [len(ids) - 3, len(ids) - 3, len(ids) - 1, len(ids)]
     with torch.inference_mode():
@@ -91,9 +78,22 @@ def test_each_candidate_is_read_as_its_own_text_would_be(reward: Any, tiny_backe
     assert batched.tolist() == pytest.approx(alone, abs=1e-4)
 
 
-def test_weight_zero_scores_as_the_plain_model(reward: Any, tiny_backend: Any) -> None:
-    tilted = reward.ProbeTilted(tiny_backend, _reading(tiny_backend), LAYER, 0.0, top_k=8)
+def test_weight_zero_scores_as_the_plain_model(tiny_backend: Any) -> None:
+    tilted = ProbeTilted(tiny_backend, _reading(tiny_backend), LAYER, 0.0, top_k=8)
     requests = [LoglikelihoodRequest("Here is a short passage.\n\n", "The river bends twice.")]
     got = tilted.loglikelihood(requests)[0]
     want = tiny_backend.loglikelihood(requests)[0]
     assert got.token_logprobs == pytest.approx(want.token_logprobs, abs=1e-4)
+
+
+def test_it_is_the_registered_decoder_and_refuses_what_it_does_not_tilt(tiny_backend: Any) -> None:
+    assert DECODERS["probe-tilted"] is ProbeTilted
+    tilted = DECODERS["probe-tilted"](tiny_backend, _reading(tiny_backend), LAYER, 1.0)
+    assert tilted.spec == tiny_backend.spec and tilted.name == tiny_backend.name
+    assert perplexity(ProbeTilted(tiny_backend, _reading(tiny_backend), LAYER, 0.0)) == (
+        pytest.approx(perplexity(tiny_backend), rel=1e-4)
+    )
+    with pytest.raises(UsageError, match="generating under it is not implemented"):
+        tilted.generate(["Hello"], GenerationParams())
+    with pytest.raises(UsageError, match="top_k 0"):
+        ProbeTilted(tiny_backend, _reading(tiny_backend), LAYER, 1.0, top_k=0)

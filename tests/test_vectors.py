@@ -30,15 +30,10 @@ from valuescope.steering.operators import (
     perplexity,
     preference,
 )
+from valuescope.vectors.aggregators import directions
 from valuescope.vectors.contrast import QUESTIONS, load_contrast
-from valuescope.vectors.extract import (
-    VectorSet,
-    directions,
-    extract_vectors,
-    fit_calibration,
-    held_out_accuracy,
-    read_texts,
-)
+from valuescope.vectors.extract import VectorSet, extract_vectors, read_texts
+from valuescope.vectors.measure import fit_calibration, held_out_accuracy
 
 DATA = Path(__file__).parents[1] / "src" / "valuescope" / "data"
 

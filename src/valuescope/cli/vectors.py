@@ -60,8 +60,9 @@ def vectors(
     from valuescope.backends import load_white_box
     from valuescope.errors import UsageError
     from valuescope.progress import progress_bar
+    from valuescope.vectors.aggregators import AGGREGATORS
     from valuescope.vectors.contrast import load_contrast
-    from valuescope.vectors.extract import check_extraction, extract_vectors
+    from valuescope.vectors.extract import METHODS, check_extraction, extract_vectors
     from valuescope.vectors.optimize import Training
 
     check_out_file(out_file, "vectors.safetensors")
@@ -86,7 +87,8 @@ def vectors(
         title=f"Value vectors of {found.model} ({pairs.name}, {method})",
         caption="held-out accuracy of telling an upholding answer from an opposing one",
     )
-    scored = ["logistic", "mean-diff", "pca"] + (["optimized"] if method == "optimized" else [])
+    trained = [method] if METHODS[method].trainer is not None else []
+    scored = [*sorted(AGGREGATORS), *trained]
     for column in ("value", "best layer", *scored, "pairs fit/held"):
         table.add_column(column, justify="left" if column == "value" else "right")
     for value, vv in found.values.items():
@@ -420,4 +422,10 @@ def vectors_import(
         f"{value}: {len(vv.layers)} layer(s); best layer {vv.best_layer}, accuracy on "
         f"{vv.n_held_out} pairs {vv.best.probe_accuracy:.2f}"
     )
+    flipped = found.extra.get("flipped_layers")
+    if flipped:
+        out.print(
+            f"flipped at layer(s) {', '.join(map(str, flipped))}: upholding answers read lower "
+            "on the direction as given, so it is stored the other way round"
+        )
     out.print(f"vectors: {out_file}")

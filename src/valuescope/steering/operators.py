@@ -1,6 +1,8 @@
 """Steering: add value vectors to the residual stream while the model runs, and measure the cost.
 
-Two modes, both on every position of the prompt and of generated tokens:
+A steering operator turns one layer's terms (value vectors and coefficients) into the edit of
+that layer's output; `OPERATORS` registers them by the mode name `--mode` and `--steer-mode`
+take. Both built-ins act on every position of the prompt and of generated tokens:
 
 - `add`: h + coef * v at the value's layer (v in class-gap units, so coef 1 moves an
   activation by the distance between an upholding and an opposing answer);
@@ -9,6 +11,8 @@ Two modes, both on every position of the prompt and of generated tokens:
   and a position already at or past t gets nothing (mirrored for negative coefficients). This
   is the minimal change that makes the probe read the target everywhere.
 
+Reward-guided decoding, which changes no activation, is in `valuescope.steering.decoding`.
+
 The fluency cost is the relative increase of perplexity on neutral text shipped with the
 project (`data/texts/neutral.yaml`), steered against unsteered.
 """
@@ -16,31 +20,30 @@ project (`data/texts/neutral.yaml`), steered against unsteered.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 
 from valuescope.backends.base import Backend, LoglikelihoodRequest, WhiteBoxBackend
-from valuescope.backends.residual import HookHandle
+from valuescope.backends.residual import HookHandle, LayerEdit
 from valuescope.cache import file_sha256
 from valuescope.errors import UsageError
 from valuescope.vectors.extract import VectorSet, check_model
 from valuescope.yamlfile import read_yaml
 
 Mode = Literal["add", "gated"]
-MODES = ("add", "gated")
 NEUTRAL_CONTEXT = "Here is a short passage.\n\n"
 
 
 def check_mode(mode: str, flag: str) -> Mode:
     """A steering mode from the command line, or a usage error that names the flag."""
-    if mode not in MODES:
+    if mode not in OPERATORS:
         raise UsageError(f"{flag} {mode!r}: choose add (coef x vector everywhere) or gated")
     return mode  # type: ignore[return-value]
 
@@ -52,6 +55,51 @@ class Term:
     value: str
     layer: int
     coef: float
+
+
+class Operator(Protocol):
+    """How one layer's terms edit that layer's output (each term's layer is that layer)."""
+
+    def __call__(self, vectors: VectorSet, terms: Sequence[Term]) -> LayerEdit: ...
+
+
+def add(vectors: VectorSet, terms: Sequence[Term]) -> LayerEdit:
+    """h + sum of coef * vector: the same shift at every position, whatever it reads."""
+    total = sum(
+        (t.coef * vectors[t.value].layers[t.layer].vector for t in terms),
+        start=np.zeros(vectors.hidden_size),
+    )
+    added = torch.tensor(total, dtype=torch.float32)
+
+    def edit(hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + added.to(device=hidden.device, dtype=hidden.dtype)
+
+    return edit
+
+
+def gated(vectors: VectorSet, terms: Sequence[Term]) -> LayerEdit:
+    """Each position moved along a value's unit direction just far enough that the probe
+    reads midpoint + coef * gap, and not at all if it reads that already (or beyond it)."""
+    gates = []
+    for t in terms:
+        lv = vectors[t.value].layers[t.layer]
+        target = lv.midpoint + t.coef * lv.gap
+        gates.append((torch.tensor(lv.unit, dtype=torch.float32), target, t.coef > 0))
+
+    def edit(hidden: torch.Tensor) -> torch.Tensor:
+        out = hidden
+        for unit, target, up in gates:
+            u = unit.to(device=hidden.device, dtype=hidden.dtype)
+            short = target - hidden @ u
+            short = short.clamp(min=0) if up else short.clamp(max=0)
+            out = out + short[..., None] * u
+        return out
+
+    return edit
+
+
+OPERATORS: dict[str, Operator] = {"add": add, "gated": gated}
+"""Steering operators by mode name (`Steering.mode`, `--mode`, `--steer-mode`)."""
 
 
 @dataclass
@@ -67,7 +115,7 @@ class Steering:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
+        if self.mode not in OPERATORS:
             raise UsageError(f"steering mode {self.mode!r}: choose add or gated")
         for term in self.terms:
             vv = self.vectors[term.value]
@@ -77,42 +125,14 @@ class Steering:
                     f"{min(vv.layers)}..{max(vv.layers)}"
                 )
 
-    def edits(self) -> dict[int, Any]:
+    def edits(self) -> dict[int, LayerEdit]:
         """Per layer, the function that edits that layer's output."""
         by_layer: dict[int, list[Term]] = {}
         for term in self.terms:
             if term.coef != 0:
                 by_layer.setdefault(term.layer, []).append(term)
-        return {layer: self._edit(terms) for layer, terms in by_layer.items()}
-
-    def _edit(self, terms: list[Term]) -> Any:
-        if self.mode == "add":
-            total = sum(
-                (t.coef * self.vectors[t.value].layers[t.layer].vector for t in terms),
-                start=np.zeros(self.vectors.hidden_size),
-            )
-            added = torch.tensor(total, dtype=torch.float32)
-
-            def add(hidden: torch.Tensor) -> torch.Tensor:
-                return hidden + added.to(device=hidden.device, dtype=hidden.dtype)
-
-            return add
-        gates = []
-        for t in terms:
-            lv = self.vectors[t.value].layers[t.layer]
-            target = lv.midpoint + t.coef * lv.gap
-            gates.append((torch.tensor(lv.unit, dtype=torch.float32), target, t.coef > 0))
-
-        def gate(hidden: torch.Tensor) -> torch.Tensor:
-            out = hidden
-            for unit, target, up in gates:
-                u = unit.to(device=hidden.device, dtype=hidden.dtype)
-                short = target - hidden @ u
-                short = short.clamp(min=0) if up else short.clamp(max=0)
-                out = out + short[..., None] * u
-            return out
-
-        return gate
+        operator = OPERATORS[self.mode]
+        return {layer: operator(self.vectors, terms) for layer, terms in by_layer.items()}
 
     @contextmanager
     def apply(self, backend: WhiteBoxBackend) -> Iterator[None]:
@@ -240,7 +260,7 @@ def neutral_texts() -> list[str]:
     return [str(t) for t in read_yaml(path)["texts"]]
 
 
-def perplexity(backend: WhiteBoxBackend, texts: Sequence[str] | None = None) -> float:
+def perplexity(backend: Backend, texts: Sequence[str] | None = None) -> float:
     """Perplexity of the neutral texts (per token, all texts pooled)."""
     texts = list(texts) if texts is not None else neutral_texts()
     results = backend.loglikelihood([LoglikelihoodRequest(NEUTRAL_CONTEXT, t) for t in texts])
@@ -283,7 +303,3 @@ def preference(
         margin = up.logprob / up.n_tokens - down.logprob / down.n_tokens
         probs.append(1.0 / (1.0 + math.exp(-margin)))
     return float(np.mean(probs))
-
-
-def coefficients_of(steering: Steering) -> Mapping[str, float]:
-    return {t.value: t.coef for t in steering.terms}

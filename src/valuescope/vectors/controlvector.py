@@ -8,10 +8,12 @@ vector at block 0, so a value whose best layer is 0 cannot be exported. Run an e
 with `llama-cli --control-vector-scaled FILE COEF` (or `--control-vector FILE`, coefficient 1).
 
 Imported directions come without valuescope's reading data, so they are measured on its own
-contrastive pairs of the named value: each layer's direction keeps its orientation, is put in
-class-gap units (coefficient 1 moves an activation by the gap between upholding and opposing
-answers), and gets its accuracy, midpoint and reading calibration from all of those pairs
-(none of them was used to make it). `steering-vectors` keeps vectors as Python objects; save
+contrastive pairs of the named value (`measure_direction`, as every direction valuescope makes):
+each layer's direction is oriented so that upholding answers project higher than opposing ones
+(a direction given the other way round is flipped, and the file's `extra` names those layers),
+put in class-gap units (coefficient 1 moves an activation by the gap between upholding and
+opposing answers), and gets its accuracy, midpoint and reading calibration from all of those
+pairs (none of them was used to make it). `steering-vectors` keeps vectors as Python objects; save
 `{str(layer): tensor}` of its `layer_activations` with safetensors and import that file
 (valuescope never unpickles files).
 """
@@ -25,6 +27,7 @@ import numpy as np
 
 from valuescope.backends.base import WhiteBoxBackend
 from valuescope.errors import UsageError
+from valuescope.vectors.aggregators import unit_of
 from valuescope.vectors.contrast import ContrastSet
 from valuescope.vectors.extract import (
     LayerVector,
@@ -32,10 +35,8 @@ from valuescope.vectors.extract import (
     VectorSet,
     check_model,
     contrast_requests,
-    fit_calibration,
-    held_out_accuracy,
-    separation_of,
 )
+from valuescope.vectors.measure import measure_direction
 
 ARCH = "controlvector"
 
@@ -132,23 +133,21 @@ def import_directions(
     )
     acts = backend.answer_activations(contrast_requests(subset), layers)
     layer_vectors = {}
+    flipped = []
     for layer in layers:
         a = acts[layer].double().numpy()
         pos, neg = a[0::2], a[1::2]
-        unit = np.asarray(directions[layer], dtype=np.float64)
-        unit = unit / max(float(np.linalg.norm(unit)), 1e-12)
-        accuracy, midpoint = held_out_accuracy(unit, pos, neg, pos, neg)
-        gap = float((pos @ unit).mean() - (neg @ unit).mean())
-        scores = np.concatenate([pos @ unit, neg @ unit]) - midpoint
-        y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
-        a_cal, b_cal = fit_calibration(scores / max(abs(gap), 1e-12), y)
+        unit = unit_of(np.asarray(directions[layer], dtype=np.float64))
+        measured = measure_direction(unit, pos, neg)  # none of these pairs made it: all score
         layer_vectors[layer] = LayerVector(
-            unit * gap,
-            {"imported": accuracy},
-            midpoint,
-            (a_cal / max(abs(gap), 1e-12), b_cal),
-            separation_of(pos @ unit, neg @ unit),
+            measured.vector,
+            {"imported": measured.accuracy},
+            measured.midpoint,
+            measured.calibration,
+            measured.separation,
         )
+        if measured.flipped:
+            flipped.append(layer)
     best = max(
         layers, key=lambda k: (layer_vectors[k].probe_accuracy, layer_vectors[k].separation, -k)
     )
@@ -161,7 +160,7 @@ def import_directions(
         taxonomy=contrast.taxonomy.name,
         contrast={"name": contrast.name, "sha256": contrast.sha256, "pairs": len(pairs)},
         values={value: ValueVectors(value, layer_vectors, best, 0, len(pairs))},
-        extra={"imported_from": source},
+        extra={"imported_from": source, **({"flipped_layers": flipped} if flipped else {})},
     )
     check_model(found, backend)
     return found

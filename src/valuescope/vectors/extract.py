@@ -1,20 +1,23 @@
 """Value vectors: where each value lives in the residual stream, per layer, with probe accuracy.
 
 For every contrastive pair the model reads the situation and one of the two answers; the
-residual stream is averaged over the answer's tokens at every layer. Per value and layer,
-three directions are fitted on a training share of the pairs: the difference of means, the
-first principal direction of the paired differences (uncentred, so the common shift counts;
-repeng's `pca_diff` centres them), and an L2 logistic probe. Each is scored on the held-out
-pairs (accuracy of telling an upholding answer from an opposing one, threshold from the
-training pairs), and the layer where the logistic probe does best is the value's layer (ties,
-common when several layers classify every held-out answer right, go to the layer whose probe
-separates the held-out stances most, in pooled standard deviations).
+residual stream is averaged over the answer's tokens at every layer. Per value and layer, the
+registered aggregators (aggregators.py) fit a direction each on a training share of the pairs:
+the difference of means, the first principal direction of the paired differences (uncentred,
+so the common shift counts; repeng's `pca_diff` centres them), and an L2 logistic probe. Each
+is scored on the held-out pairs (accuracy of telling an upholding answer from an opposing one,
+threshold from the training pairs), and the layer where the logistic probe does best is the
+value's layer (ties, common when several layers classify every held-out answer right, go to
+the layer whose probe separates the held-out stances most, in pooled standard deviations).
+`METHODS` says which direction the file stores: one aggregator's, or for `optimized` a
+direction trained onward from mean-diff's at the value's layer (optimize.py).
 
-Directions are stored in "class-gap units": the unit direction times the gap between the mean
-projections of upholding and opposing answers, so coefficient 1 moves an activation by the
-distance that separates the two stances, whichever method found the direction. Reading a text
-projects it on the unit direction and maps that to P(upholds) with a logistic calibration
-fitted on the held-out pairs.
+Directions are stored in "class-gap units": the unit direction, oriented toward upholding,
+times the gap between the mean projections of upholding and opposing answers, so coefficient 1
+moves an activation by the distance that separates the two stances, whichever method found the
+direction. Reading a text projects it on the unit direction and maps that to P(upholds) with a
+logistic calibration fitted on the held-out pairs. Orientation, gap, midpoint and calibration
+follow one rule for every direction (measure.py).
 """
 
 from __future__ import annotations
@@ -24,19 +27,27 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
 
 from valuescope.backends.base import LoglikelihoodRequest, WhiteBoxBackend
 from valuescope.errors import UsageError
 from valuescope.progress import ProgressHook
-from valuescope.vectors.contrast import ContrastSet
-from valuescope.vectors.optimize import Training, train_direction
+from valuescope.vectors.aggregators import AGGREGATORS, directions
+from valuescope.vectors.contrast import ContrastPair, ContrastSet
+from valuescope.vectors.measure import (
+    held_out_accuracy,
+    measure_direction,
+    oriented,
+    read_probability,
+    separation_of,
+)
+from valuescope.vectors.optimize import TrainedDirection, Training, optimized
 
-METHODS = ("mean-diff", "pca", "logistic", "optimized")
+PROBE = "logistic"
+"""The aggregator whose held-out accuracy (then separation) chooses each value's layer."""
 FORMAT = "valuescope.vectors/1"
 POSITIONS = "mean over the stance's tokens (chat answer: situation, then stance)"
 
@@ -59,7 +70,7 @@ class LayerVector:
     @property
     def probe_accuracy(self) -> float:
         """The logistic probe's held-out accuracy (an imported vector's own accuracy)."""
-        return self.accuracy.get("logistic", next(iter(self.accuracy.values()), float("nan")))
+        return self.accuracy.get(PROBE, next(iter(self.accuracy.values()), float("nan")))
 
     @property
     def gap(self) -> float:
@@ -227,79 +238,6 @@ class VectorSet:
         )
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
-def logistic_direction(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
-    """Unit weight vector of an L2-regularised logistic regression (scipy L-BFGS).
-
-    Features are centred and divided by one overall scale, so `l2` means the same at every
-    layer. Written here rather than adding scikit-learn for one small convex fit.
-    """
-    centre = x.mean(0)
-    scale = float(np.sqrt(((x - centre) ** 2).sum(1).mean())) or 1.0
-    z = (x - centre) / scale
-    n, d = z.shape
-    sign = 2.0 * y - 1.0
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = theta[:d], theta[d]
-        margin = sign * (z @ w + b)
-        value = float(np.logaddexp(0.0, -margin).mean() + 0.5 * l2 * (w @ w) / n)
-        weight = -sign * _sigmoid(-margin) / n
-        grad = np.concatenate([z.T @ weight + l2 * w / n, [weight.sum()]])
-        return value, grad
-
-    fit = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B")
-    return _unit(fit.x[:d])
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * x)))
-
-
-def fit_calibration(scores: np.ndarray, y: np.ndarray, prior: float = 0.1) -> tuple[float, float]:
-    """Platt scaling: P(y=1) = sigmoid(a * score + b), with a weak Gaussian prior on (a, b)."""
-
-    def loss(theta: np.ndarray) -> float:
-        margin = (2.0 * y - 1.0) * (theta[0] * scores + theta[1])
-        return float(np.logaddexp(0.0, -margin).sum() + prior * (theta @ theta))
-
-    fit = minimize(loss, np.array([1.0, 0.0]), method="L-BFGS-B")
-    return float(fit.x[0]), float(fit.x[1])
-
-
-def directions(pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:
-    """Unit directions of the three methods from paired training activations (n, d)."""
-    diff = pos - neg
-    mean_diff = diff.mean(0)
-    _, _, vt = np.linalg.svd(diff, full_matrices=False)
-    pca = vt[0] if vt[0] @ mean_diff >= 0 else -vt[0]
-    x = np.concatenate([pos, neg])
-    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
-    return {
-        "mean-diff": _unit(mean_diff),
-        "pca": _unit(pca),
-        "logistic": logistic_direction(x, y),
-    }
-
-
-def separation_of(pos: np.ndarray, neg: np.ndarray) -> float:
-    """(mean of pos - mean of neg) / pooled standard deviation of the two groups."""
-    pooled = float(np.sqrt(0.5 * (pos.var(ddof=1) + neg.var(ddof=1)))) if len(pos) > 1 else 0.0
-    return float((pos.mean() - neg.mean()) / pooled) if pooled > 0 else 0.0
-
-
-def held_out_accuracy(
-    unit: np.ndarray, pos: np.ndarray, neg: np.ndarray, test_pos: np.ndarray, test_neg: np.ndarray
-) -> tuple[float, float]:
-    """Accuracy on held-out answers, each classified alone against the training midpoint."""
-    midpoint = 0.5 * (float((pos @ unit).mean()) + float((neg @ unit).mean()))
-    right = np.concatenate([test_pos @ unit > midpoint, test_neg @ unit <= midpoint])
-    return float(right.mean()), midpoint
-
-
 def contrast_requests(contrast: ContrastSet) -> list[LoglikelihoodRequest]:
     """Two requests per pair, upholding answer first."""
     return [
@@ -307,6 +245,40 @@ def contrast_requests(contrast: ContrastSet) -> list[LoglikelihoodRequest]:
         for pair in contrast.pairs
         for answer in pair.answers()
     ]
+
+
+class Trainer(Protocol):
+    """Trains one value's direction at one layer onward from a stored one (unit direction and
+    class gap), on the value's training pairs."""
+
+    def __call__(
+        self,
+        backend: WhiteBoxBackend,
+        pairs: Sequence[ContrastPair],
+        layer: int,
+        start: np.ndarray,
+        gap: float,
+        training: Training,
+        progress: ProgressHook | None,
+        label: str,
+    ) -> TrainedDirection: ...
+
+
+@dataclass(frozen=True)
+class Method:
+    """An extraction method: the aggregator whose direction every layer stores and, for a
+    trained method, the trainer that replaces the direction at each value's best layer."""
+
+    aggregator: str
+    trainer: Trainer | None = None
+
+
+METHODS: dict[str, Method] = {
+    **{name: Method(name) for name in AGGREGATORS},
+    "optimized": Method("mean-diff", optimized),
+}
+"""`--method`: each aggregator alone, or `optimized` (mean-diff everywhere, then trained at the
+value's best layer to move the model's preference; optimize.py)."""
 
 
 def check_extraction(contrast: ContrastSet, method: str, held_out: float, seed: int) -> None:
@@ -326,6 +298,47 @@ def check_extraction(contrast: ContrastSet, method: str, held_out: float, seed: 
             )
 
 
+class Split(NamedTuple):
+    """One layer's answer activations (n, d) of a value's pairs: training and held-out."""
+
+    tr_pos: np.ndarray
+    tr_neg: np.ndarray
+    te_pos: np.ndarray
+    te_neg: np.ndarray
+
+    @classmethod
+    def of(cls, acts: torch.Tensor, train: list[int], test: list[int]) -> Split:
+        """`acts` holds each pair's upholding answer then its opposing one; `train` and `test`
+        are pair indices."""
+        a = acts.double().numpy()
+        pos, neg = a[0::2], a[1::2]
+        return cls(pos[train], neg[train], pos[test], neg[test])
+
+
+def layer_vector(
+    aggregator: str, tr_pos: np.ndarray, tr_neg: np.ndarray, te_pos: np.ndarray, te_neg: np.ndarray
+) -> LayerVector:
+    """One value's layer: every aggregator fitted on the training answers and scored on the
+    held-out ones, and `aggregator`'s direction measured (oriented, scaled, calibrated) for
+    the file."""
+    found = {
+        name: oriented(unit, tr_pos, tr_neg) for name, unit in directions(tr_pos, tr_neg).items()
+    }
+    accuracy = {
+        name: held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)[0]
+        for name, unit in found.items()
+    }
+    probe = found[PROBE]
+    measured = measure_direction(found[aggregator], tr_pos, tr_neg, te_pos, te_neg)
+    return LayerVector(
+        measured.vector,
+        accuracy,
+        measured.midpoint,
+        measured.calibration,
+        separation_of(te_pos @ probe, te_neg @ probe),
+    )
+
+
 def extract_vectors(
     backend: WhiteBoxBackend,
     contrast: ContrastSet,
@@ -341,6 +354,7 @@ def extract_vectors(
     `method="optimized"` saves mean-diff vectors at every layer but the value's best one,
     where the mean-diff direction is the start of a trained one (optimize.py; `training`)."""
     check_extraction(contrast, method, held_out, seed)
+    how = METHODS[method]
     started = time.perf_counter()
     chosen = list(layers) if layers is not None else list(range(len(backend.residual)))
     requests = contrast_requests(contrast)
@@ -356,51 +370,32 @@ def extract_vectors(
     index = {pair.id: k for k, pair in enumerate(contrast.pairs)}
     values: dict[str, ValueVectors] = {}
     extra: dict[str, Any] = {}
-    if method == "optimized":
-        t = training or Training()
+    t = training or Training()
+    if how.trainer is not None:
         extra["training"] = {"steps": t.steps, "kl_weight": t.kl_weight, "lr": t.lr,
                              "beta": t.beta, "radius": t.radius}  # fmt: skip
     for value in contrast.values:
         train, test = contrast.split(value, held_out, seed)
         rows_tr = [index[p.id] for p in train]
         rows_te = [index[p.id] for p in test]
-        layer_vectors: dict[int, LayerVector] = {}
-        for layer in chosen:
-            a = acts[layer].double().numpy()
-            pos, neg = a[0::2], a[1::2]
-            tr_pos, tr_neg, te_pos, te_neg = pos[rows_tr], neg[rows_tr], pos[rows_te], neg[rows_te]
-            found = directions(tr_pos, tr_neg)
-            accuracy = {}
-            for name, unit in found.items():
-                accuracy[name] = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)[0]
-            probe = found["logistic"]
-            separation = separation_of(te_pos @ probe, te_neg @ probe)
-            unit = found["mean-diff" if method == "optimized" else method]
-            _, midpoint = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)
-            gap = float((tr_pos @ unit).mean() - (tr_neg @ unit).mean())
-            scores = np.concatenate([te_pos @ unit, te_neg @ unit]) - midpoint
-            y = np.concatenate([np.ones(len(te_pos)), np.zeros(len(te_neg))])
-            calibration = fit_calibration(scores / max(abs(gap), 1e-12), y)
-            # a acts on the projection in class-gap units; store it per raw projection unit.
-            calibration = (calibration[0] / max(abs(gap), 1e-12), calibration[1])
-            layer_vectors[layer] = LayerVector(
-                unit * gap, accuracy, midpoint, calibration, separation
-            )
+        split = {layer: Split.of(acts[layer], rows_tr, rows_te) for layer in chosen}
+        layer_vectors = {layer: layer_vector(how.aggregator, *split[layer]) for layer in chosen}
         best = max(
             chosen, key=lambda k: (layer_vectors[k].probe_accuracy, layer_vectors[k].separation, -k)
         )
-        if method == "optimized":
-            trained = train_direction(
-                backend, train, best, layer_vectors[best].unit,
-                (training or Training()).radius * layer_vectors[best].gap,
-                training or Training(), progress, f"training {value} @ layer {best}",
-            )  # fmt: skip
-            a = acts[best].double().numpy()
-            layer_vectors[best] = _layer_vector(
-                trained.unit, a[0::2][rows_tr], a[1::2][rows_tr], a[0::2][rows_te],
-                a[1::2][rows_te], layer_vectors[best],
-            )  # fmt: skip
-            extra.setdefault("optimized", {})[value] = {
+        if how.trainer is not None:
+            before = layer_vectors[best]
+            trained = how.trainer(backend, train, best, before.unit, before.gap, t, progress,
+                                f"training {value} @ layer {best}")  # fmt: skip
+            measured = measure_direction(trained.unit, *split[best])
+            layer_vectors[best] = LayerVector(
+                measured.vector,
+                {**before.accuracy, method: measured.accuracy},
+                measured.midpoint,
+                measured.calibration,
+                before.separation,
+            )
+            extra.setdefault(method, {})[value] = {
                 "layer": best,
                 "preference_loss": [round(x, 5) for x in trained.preference_loss],
                 "kl": [round(x, 5) for x in trained.kl],
@@ -424,32 +419,6 @@ def extract_vectors(
         values=values,
         seconds=time.perf_counter() - started,
         extra=extra,
-    )
-
-
-def _layer_vector(
-    unit: np.ndarray,
-    tr_pos: np.ndarray,
-    tr_neg: np.ndarray,
-    te_pos: np.ndarray,
-    te_neg: np.ndarray,
-    before: LayerVector,
-) -> LayerVector:
-    """A trained unit direction as a stored vector, in class-gap units, scored on the held-out
-    pairs and calibrated for reading like the others. Its orientation is the one that steers
-    toward upholding (what it was trained for), even in the unlikely case that upholding
-    answers project lower on it; held-out accuracy below 0.5 then says so."""
-    gap = abs(float((tr_pos @ unit).mean() - (tr_neg @ unit).mean()))
-    accuracy, midpoint = held_out_accuracy(unit, tr_pos, tr_neg, te_pos, te_neg)
-    scores = np.concatenate([te_pos @ unit, te_neg @ unit]) - midpoint
-    y = np.concatenate([np.ones(len(te_pos)), np.zeros(len(te_neg))])
-    a, b = fit_calibration(scores / max(gap, 1e-12), y)
-    return LayerVector(
-        unit * gap,
-        {**before.accuracy, "optimized": accuracy},
-        midpoint,
-        (a / max(gap, 1e-12), b),
-        before.separation,
     )
 
 
@@ -487,9 +456,8 @@ def read_texts(
     out: dict[str, list[float]] = {}
     for value, vv in vectors.values.items():
         lv = vv.best
-        projection = acts[vv.best_layer].double().numpy() @ lv.unit - lv.midpoint
-        a, b = lv.calibration
-        out[value] = [float(p) for p in _sigmoid(a * projection + b)]
+        projection = acts[vv.best_layer].double().numpy() @ lv.unit
+        out[value] = [float(p) for p in read_probability(projection, lv.midpoint, lv.calibration)]
     return out
 
 

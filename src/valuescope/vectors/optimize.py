@@ -32,23 +32,22 @@ from valuescope.vectors.contrast import ContrastPair
 
 PLAIN_KEEP_BYTES = 1 << 30
 """How much of the plain model's shared-context distributions training keeps between steps
-(bytes). They take context tokens x vocabulary x 4 bytes: about 210 MB for a value's 21
-training pairs on the embedded model, but 650 MB at a 152k vocabulary, and gigabytes for a
-user's own larger pair sets. Batches past this are recomputed at each step instead, which gives
-the same direction and costs one gradient-free forward pass per batch and step."""
+(bytes). They take context tokens x vocabulary x 4 bytes, which grows with the vocabulary and
+with the number of pairs: a large vocabulary or a user's larger pair set would need gigabytes.
+Batches past this are recomputed at each step instead, which gives the same direction and costs
+one gradient-free forward pass per batch and step."""
 
 PASS_PAIRS = 1
 """Pairs per forward pass in training. A batch's loss is a mean over its pairs, so its gradient
-is summed over passes and the step is the same; only one pass's graph is alive at a time. On
-the embedded model (2-core CPU), one pair per pass peaks at 1.8 GB and takes 133-159 s per
-value, against 5.7 GB and 193-212 s when a batch's 7 pairs went through at once with both
-signs' graphs alive (every answer padded to the batch's longest). On a GPU with room to
-spare, more pairs per pass may be faster."""
+is summed over passes and the step is the same; only one pass's graph is alive at a time, so
+memory holds one pair's graph rather than a whole batch's (with every answer padded to the
+batch's longest). On a GPU with room to spare, more pairs per pass may be faster."""
 
 
 @dataclass(frozen=True)
 class Training:
-    """How a direction is trained (defaults measured on the embedded model; docs/steering.md)."""
+    """How a direction is trained (defaults chosen on the embedded model, whose figures are in
+    docs/results/steering.md)."""
 
     steps: int = 4
     """Passes over the training pairs (most of the gain comes in the first two or three)."""
@@ -186,3 +185,20 @@ def train_direction(
         kl_log.append(kl_sum / (2 * len(batches)))
     unit = (u / u.norm()).detach().double().numpy()
     return TrainedDirection(unit, pref_log, kl_log, float(unit @ start_t.double().numpy()))
+
+
+def optimized(
+    backend: WhiteBoxBackend,
+    pairs: Sequence[ContrastPair],
+    layer: int,
+    start: np.ndarray,
+    gap: float,
+    training: Training,
+    progress: ProgressHook | None,
+    label: str,
+) -> TrainedDirection:
+    """`--method optimized`'s trainer: `train_direction` from `start`, its norm held at
+    `training.radius` class gaps (`gap`, the class gap of the stored direction it starts from)."""
+    return train_direction(
+        backend, pairs, layer, start, training.radius * gap, training, progress, label
+    )
