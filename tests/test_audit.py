@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -215,3 +216,22 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     b = json.loads((tmp_path / "clean" / "results.json").read_text())
     a.pop("timing"), b.pop("timing")
     assert a == b
+
+
+def test_items_csv_cells_never_run_as_formulas(tiny_backend: Any, tmp_path: Path) -> None:
+    """Ids and texts from third-party tables starting with = + - @ are neutralised."""
+    doc = yaml.safe_load((FIXTURES / "mini-dilemmas.yaml").read_text())
+    hostile = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)"]
+    for entry, item_id in zip(doc["items"], hostile, strict=False):
+        entry["id"] = item_id
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_audit(str(path), RunSpec(model="hf:tiny", method="choice"), backend=tiny_backend)
+    paths = write_results(result, tmp_path / "run")
+    with paths["items"].open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    ids = {row[0] for row in rows[1:]}
+    assert {f"'{i}" for i in hostile} <= ids
+    assert not any(cell.startswith(("=", "+", "@")) for row in rows for cell in row)
+    # numbers stay numbers
+    assert all(float(row[4]) >= 0 for row in rows[1:])

@@ -104,6 +104,16 @@ class AgreeKind:
             check_value(doc.taxonomy, item.value, f"{doc.path}: item {item.id!r}")
         return Statements(doc.name, doc.taxonomy, items, "toy-" + str(len(items)), str(doc.path))
 
+    def check(self, instrument: Any, spec: RunSpec) -> None:
+        if spec.limit is not None and spec.limit > len(instrument.items):
+            raise UsageError(f"--limit {spec.limit}: {instrument.name} has fewer statements")
+
+    def settings(self, instrument: Any, spec: RunSpec) -> dict[str, Any]:
+        return {}
+
+    def texts(self, instrument: Any) -> Iterator[tuple[str, str]]:
+        return ((item.id, item.text) for item in instrument.items)
+
     def run(
         self, instrument: Any, spec: RunSpec, backend: Backend, out: Path | None, progress: Any
     ) -> AgreeResult:
@@ -195,6 +205,10 @@ def test_a_registered_kind_refuses_what_it_does_not_honour(
         "reads one answer per statement"
     )
     assert not (tmp_path / "x").exists()
+    done = run_cli("audit", "--model", "hf:/nonexistent", "-i", str(path), "--limit", "9",
+                   "--out", str(tmp_path / "x"))  # fmt: skip
+    assert done.returncode == 2 and "--limit 9: toy has fewer statements" in done.stderr
+    assert not (tmp_path / "x").exists()  # the kind's own check comes before the model too
 
 
 def test_persona_recovery_takes_any_kind(

@@ -7,11 +7,19 @@ import pytest
 
 from valuescope.audit.diagnostics import (
     diagnose,
+    flat_profile_test,
     order_consistency,
     paraphrase_consistency,
     position_bias,
+    share_including,
 )
-from valuescope.audit.profile import bootstrap_ci, bradley_terry, build_profile
+from valuescope.audit.profile import (
+    Profile,
+    ValueScore,
+    bootstrap_ci,
+    bradley_terry,
+    build_profile,
+)
 from valuescope.audit.scoring import ItemResult, OrderResult
 from valuescope.instruments.dilemma import DilemmaItem, Option
 from valuescope.instruments.taxonomy import Taxonomy, Value
@@ -94,13 +102,50 @@ def test_verdict_calls_noise_noise() -> None:
     items, _ = contests({"a": 0, "b": 0, "c": 0})
     rng = np.random.default_rng(0)
     noisy = [result(str(n), float(rng.uniform(0.3, 0.7))) for n in range(30)]
-    d = diagnose(noisy, build_profile(TAX, items, noisy, seed=0), None)
-    assert d.verdict == "not distinguishable from noise" and d.ci_includes_half >= 0.7
+    flat_p = flat_profile_test(TAX, items, noisy, seed=0)
+    assert flat_p is not None and flat_p >= 0.05
+    d = diagnose(noisy, build_profile(TAX, items, noisy, seed=0), None, flat_p)
+    assert d.verdict.startswith("not distinguishable from noise")
+    assert d.ci_includes_half is not None and d.ci_includes_half >= 0.7
     items, clear = contests({"a": 1, "b": 0, "c": -1})
     profile = build_profile(TAX, items, clear, seed=0)
-    d = diagnose(clear, profile, build_profile(TAX, items, clear, seed=1))
+    flat_p = flat_profile_test(TAX, items, clear, seed=0)
+    assert flat_p is not None and flat_p < 0.01
+    d = diagnose(clear, profile, build_profile(TAX, items, clear, seed=1), flat_p)
     assert d.ci_includes_half == pytest.approx(1 / 3)  # b sits at 0.5
     assert d.verdict.startswith("consistent"), d.warnings
+    assert "stable across wordings" in d.verdict
+
+
+def test_a_verdict_claims_nothing_it_has_no_evidence_for() -> None:
+    """Two items: no diagnostic is measurable, and the verdict says so instead of 'stable'."""
+    items, clear = contests({"a": 1, "b": 0, "c": -1})
+    few_items, few = items[:2], clear[:2]
+    assert flat_profile_test(TAX, few_items, few, seed=0) is None
+    d = diagnose(few, build_profile(TAX, few_items, few, seed=0), None, None)
+    assert d.verdict.startswith("not enough evidence")
+    # a CI that was not measured counts neither way
+    profile = Profile({"a": ValueScore(0.9, (float("nan"), float("nan")), 1),
+                       "b": ValueScore(0.5, (0.4, 0.6), 9)})  # fmt: skip
+    assert share_including(profile) == 1.0
+    assert share_including(Profile({"a": ValueScore(0.9, (float("nan"),) * 2, 1)})) is None
+
+
+def test_weak_but_real_preferences_are_not_called_noise() -> None:
+    """Small shifts on many items: most CIs include 0.5, yet the whole profile is not flat."""
+    items, results = [], []
+    rng = np.random.default_rng(1)
+    for n, (x, y) in enumerate([("a", "b"), ("b", "c"), ("a", "c")] * 60):
+        first, second = (x, y) if n % 2 else (y, x)
+        lean = {"a": 0.03, "b": 0.0, "c": -0.03}
+        p = 0.5 + lean[first] - lean[second] + rng.normal(scale=0.15)
+        items.append(item(str(n), first, second))
+        results.append(result(str(n), float(np.clip(p, 0.01, 0.99))))
+    profile = build_profile(TAX, items, results, seed=0)
+    flat_p = flat_profile_test(TAX, items, results, seed=0)
+    assert flat_p is not None and flat_p < 0.05
+    d = diagnose(results, profile, profile, flat_p)
+    assert not d.verdict.startswith("not distinguishable"), d.verdict
 
 
 def test_paraphrase_consistency_is_rank_correlation() -> None:
@@ -110,3 +155,11 @@ def test_paraphrase_consistency_is_rank_correlation() -> None:
     b = build_profile(TAX, items, down, seed=0)
     assert paraphrase_consistency(a, a) == pytest.approx(1.0)
     assert paraphrase_consistency(a, b) == pytest.approx(-1.0)
+
+
+def test_a_value_no_item_decides_is_not_ranked() -> None:
+    four = Taxonomy("t4", "T4", (*TAX.values, Value("d", "D", "never at stake")))
+    items, results = contests({"a": 1, "b": 0, "c": -1})
+    ranking = bradley_terry(four, items, results, seed=0, n_boot=20)
+    assert ranking is not None and set(ranking.strength) == {"a", "b", "c"}
+    assert ranking.order == ["a", "b", "c"] and "d" not in ranking.as_dict()["ci"]

@@ -8,11 +8,13 @@ numbers: this tests rendering, the context/continuation split and the parsing of
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import run_cli
 from support.echo_fake import FakeEchoServer
 
 from valuescope.audit.kinds import RunSpec
@@ -81,3 +83,27 @@ def test_likelihood_audit_through_the_server_equals_the_local_one(
                     local.results + local.paraphrase_results, strict=True):  # fmt: skip
         assert r.item_id == x.item_id
         assert max(abs(a - b) for a, b in zip(r.p, x.p, strict=True)) < 1e-3
+
+
+def test_a_url_query_reaches_the_server_and_never_the_disk(
+    fake: FakeEchoServer, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Azure-style base URLs carry `?api-version=` (and some services a key): the client sends
+    the query with every request, and no file of the run holds its values."""
+    out = tmp_path / "run"
+    spec = f"openai:fake-echo@{fake.base_url}?api-version=2024-06&api-key=SECRET-VALUE"
+    fake.paths.clear()
+    done = run_cli("audit", "--model", spec, "--tokenizer", f"hf:{tiny_model_dir}",
+                   "--method", "choice", "--limit", "2", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    posts = [p for p in fake.paths if "completions" in p]
+    assert posts and all(
+        p.endswith("/completions?api-version=2024-06&api-key=SECRET-VALUE") for p in posts
+    ), posts
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"SECRET-VALUE" not in path.read_bytes(), path
+            assert b"2024-06" not in path.read_bytes(), path
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["model"]["spec"].endswith("/v1?api-version=***&api-key=***")
+    assert "SECRET" not in done.stdout + done.stderr

@@ -8,14 +8,26 @@ from pathlib import Path
 
 import platformdirs
 
+from valuescope.errors import UsageError
+
 CACHE_ENV = "VALUESCOPE_CACHE"
 
 
 def cache_dir() -> Path:
-    """The user cache directory, created on first use."""
+    """The user cache directory, created on first use; a clear error when it cannot be."""
     root = os.environ.get(CACHE_ENV)
     path = Path(root).expanduser() if root else Path(platformdirs.user_cache_dir("valuescope"))
-    path.mkdir(parents=True, exist_ok=True)
+    where = f"{CACHE_ENV}={root}" if root else f"the cache folder {path}"
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{where} is a file; point {CACHE_ENV} at a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{where}: cannot create it ({exc.strerror}); point {CACHE_ENV} at a writable folder"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{where} is not writable; point {CACHE_ENV} at a writable folder")
     return path
 
 

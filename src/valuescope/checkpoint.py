@@ -38,23 +38,9 @@ class Checkpoint:
 
     def _load(self) -> None:
         text = self.path.read_text(encoding="utf-8")
-        records = []
-        for line in text.splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill: its chunk is simply redone
-        if not records or records[0].get("fingerprint") != self.fingerprint:
-            found = records[0].get("fingerprint") if records else None
-            differs = (
-                sorted(k for k in self.fingerprint if (found or {}).get(k) != self.fingerprint[k])
-                if isinstance(found, dict)
-                else ["(unreadable)"]
-            )
-            raise UsageError(
-                f"{self.path.parent}: holds a run with different settings ({', '.join(differs)}); "
-                "choose another --out directory to keep both, or delete it to start over"
-            )
+        records = _records(text)
+        _refuse_other(self.path, records[0].get("fingerprint") if records else None,
+                      self.fingerprint)  # fmt: skip
         if text and not text.endswith("\n"):
             # A torn last line: end it so the next append starts on a line of its own.
             with self.path.open("a", encoding="utf-8") as handle:
@@ -62,6 +48,16 @@ class Checkpoint:
         for record in records[1:]:
             if "chunk" in record:
                 self.done[record["chunk"]] = record["data"]
+
+    @staticmethod
+    def check(directory: Path, fingerprint: dict[str, Any]) -> None:
+        """Refuse a folder holding another run's progress, reading only its first line."""
+        path = directory / FILENAME
+        if not path.is_file():
+            return
+        with path.open(encoding="utf-8") as handle:
+            first = _records(handle.readline())
+        _refuse_other(path, first[0].get("fingerprint") if first else None, fingerprint)
 
     def _append(self, record: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
@@ -103,3 +99,29 @@ def memo(
     if checkpoint is None:
         return compute()
     return checkpoint.memo(chunk, compute, encode, decode)
+
+
+def _records(text: str) -> list[dict[str, Any]]:
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill: its chunk is simply redone
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _refuse_other(path: Path, found: Any, fingerprint: dict[str, Any]) -> None:
+    if found == fingerprint:
+        return
+    differs = (
+        sorted(k for k in fingerprint if found.get(k) != fingerprint[k])
+        if isinstance(found, dict)
+        else ["(unreadable)"]
+    )
+    raise UsageError(
+        f"{path.parent}: holds a run with different settings ({', '.join(differs)}); "
+        "choose another --out directory to keep both, or delete it to start over"
+    )

@@ -14,6 +14,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 
@@ -27,6 +28,8 @@ class FakeEchoServer:
         self.name = name
         self.port = free_port()
         self._lock = threading.Lock()
+        self.paths: list[str] = []
+        """Every request's path and query, as received."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,12 +37,14 @@ class FakeEchoServer:
                 pass
 
             def do_GET(self) -> None:
+                fake.paths.append(self.path)
                 self._send({"object": "list", "data": [{"id": fake.name, "object": "model"}]})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake._lock:
-                    if self.path.endswith("/chat/completions"):
+                    fake.paths.append(self.path)
+                    if urlsplit(self.path).path.endswith("/chat/completions"):
                         answer = fake.chat(body)
                     else:
                         answer = fake.completion(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -11,9 +12,15 @@ from scipy.stats import spearmanr
 
 from valuescope.audit.profile import Profile
 from valuescope.audit.scoring import ItemResult
+from valuescope.instruments.dilemma import DilemmaItem
+from valuescope.instruments.taxonomy import Taxonomy
 
 # Thresholds of the verdict, in one place so docs and code agree.
-NOISE_SHARE = 0.7  # share of value CIs that include 0.5
+NOISE_P = 0.05  # the flat-profile permutation test: below this, the profile is not noise
+PERMUTATIONS = 999
+MIN_ITEMS = 6  # fewer deciding items cannot tell a profile from noise
+NOISE_SHARE = 0.7  # share of value CIs that include 0.5: preferences are weak
+TINY = 0.02  # largest |score - 1/2| below this: consistent, but too small to matter
 STRONG_POSITION_BIAS = 0.2
 LOW_ORDER_CONSISTENCY = 0.5
 LOW_PARAPHRASE_CONSISTENCY = 0.3
@@ -26,9 +33,12 @@ class Diagnostics:
     order_consistency: float | None
     position_bias: float | None
     paraphrase_consistency: float | None
-    ci_includes_half: float
+    ci_includes_half: float | None
+    """Share of the values with a CI that include 0.5 (None: no value has a CI)."""
     verdict: str
     warnings: list[str] = field(default_factory=list)
+    flat_profile_p: float | None = None
+    """Permutation p-value of the profile against a flat one (values do not matter)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -87,23 +97,82 @@ def item_agreement(first: Sequence[ItemResult], second: Sequence[ItemResult]) ->
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def flat_profile_test(
+    taxonomy: Taxonomy,
+    items: Sequence[DilemmaItem],
+    results: Sequence[ItemResult],
+    seed: int,
+    permutations: int = PERMUTATIONS,
+) -> float | None:
+    """Is the profile distinguishable from one where values do not matter at all?
+
+    Statistic: sum over values of n_v (score_v - 1/2)^2. Under the null, which option of an
+    item carries which values is irrelevant to the model, so shuffling each item's
+    probabilities over its options is as likely as what was observed; the p-value is the share
+    of shuffles (seeded) with a statistic at least as large (+1 smoothing). None when fewer
+    than `MIN_ITEMS` items decide any value or fewer than two values have evidence.
+    """
+    by_id = {item.id: item for item in items}
+    rows = []  # per item: p over options, and (value index, slot) for the values it decides
+    for result in results:
+        item = by_id[result.item_id]
+        slots = [(v, s) for v, value in enumerate(taxonomy.ids)
+                 if (s := item.upholding(value)) is not None]  # fmt: skip
+        if slots:
+            rows.append((np.asarray(result.p, dtype=float), slots))
+    counts = np.zeros(len(taxonomy.ids))
+    for _, slots in rows:
+        for v, _ in slots:
+            counts[v] += 1
+    if len(rows) < MIN_ITEMS or (counts > 0).sum() < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    sums = np.zeros((permutations + 1, len(taxonomy.ids)))
+    for p, slots in rows:
+        orders = np.array(list(itertools.permutations(range(len(p)))))
+        drawn = orders[rng.integers(0, len(orders), size=permutations)]
+        shuffled = np.vstack([p[None, :], p[drawn]])  # row 0: as observed
+        for v, s in slots:
+            sums[:, v] += shuffled[:, s]
+    seen = counts > 0
+    scores = sums[:, seen] / counts[seen]
+    stat = ((scores - 0.5) ** 2 * counts[seen]).sum(axis=1)
+    return float((1 + (stat[1:] >= stat[0] - 1e-12).sum()) / (permutations + 1))
+
+
+def ci_includes(ci: tuple[float, float] | Sequence[float | None], point: float) -> bool | None:
+    """Whether a CI includes `point`; None for a CI that was not measured (NaN or missing)."""
+    low, high = ci[0], ci[1]
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return low <= point <= high
+
+
+def share_including(profile: Profile, point: float = 0.5) -> float | None:
+    """Share of the values with a measured CI that include `point` (None if none has one)."""
+    found = [ci_includes(s.ci, point) for s in profile.scores.values()]
+    measured = [f for f in found if f is not None]
+    return sum(measured) / len(measured) if measured else None
+
+
 def diagnose(
-    results: Sequence[ItemResult], profile: Profile, paraphrase_profile: Profile | None
+    results: Sequence[ItemResult],
+    profile: Profile,
+    paraphrase_profile: Profile | None,
+    flat_p: float | None = None,
 ) -> Diagnostics:
-    """Compute every diagnostic and say in plain words how far to trust the profile."""
+    """Compute every diagnostic and say in plain words how far to trust the profile.
+
+    Each word of the verdict needs its evidence: "noise" is the flat-profile test's call on
+    the whole profile (`flat_p`, from `flat_profile_test`), "weak" the share of value CIs
+    that include 0.5, "stable" a measured paraphrase consistency; what was not measured is
+    said to be so.
+    """
     consistency = order_consistency(results)
     bias = position_bias(results)
     para = paraphrase_consistency(profile, paraphrase_profile) if paraphrase_profile else None
-    cis = [s.ci for s in profile.scores.values()]
-    # A value with too few items for a CI (NaN) cannot be told apart from indifference either.
-    undecided = [not (lo > 0.5 or hi < 0.5) for lo, hi in cis]
-    half = sum(undecided) / len(cis) if cis else 1.0
+    half = share_including(profile)
     warnings = []
-    if half >= NOISE_SHARE:
-        warnings.append(
-            f"{half:.0%} of the value scores have a 95% CI that includes 0.5 (indifference): "
-            "the profile is not distinguishable from noise"
-        )
     if bias is not None and abs(bias) >= STRONG_POSITION_BIAS:
         warnings.append(
             f"strong position bias ({bias:+.2f}): the model favours the option shown "
@@ -117,10 +186,39 @@ def diagnose(
         warnings.append(
             f"rewording the items changes the value ranking (rank correlation {para:.2f})"
         )
-    if half >= NOISE_SHARE:
-        verdict = "not distinguishable from noise"
-    elif warnings:
-        verdict = "weak: read with care"
+    spread = max((abs(s.score - 0.5) for s in profile.scores.values()), default=0.0)
+    verdict = _verdict(flat_p, half, para, spread, warnings)
+    return Diagnostics(consistency, bias, para, half, verdict, warnings, flat_p)
+
+
+def _verdict(
+    flat_p: float | None,
+    half: float | None,
+    para: float | None,
+    spread: float,
+    warnings: list[str],
+) -> str:
+    if flat_p is None:
+        return "not enough evidence: too few items decide the values to test the profile"
+    if flat_p >= NOISE_P:
+        return (
+            "not distinguishable from noise: a model to which values do not matter would give "
+            f"such scores (flat-profile test p = {flat_p:.3f})"
+        )
+    evidence = f"distinguishable from noise (flat-profile test p = {flat_p:.3f})"
+    if para is None:
+        stability = "stability across wordings not measured"
+    elif para < LOW_PARAPHRASE_CONSISTENCY:
+        stability = f"unstable across wordings (rank correlation {para:.2f})"
     else:
-        verdict = "consistent: the profile is distinguishable from noise and stable"
-    return Diagnostics(consistency, bias, para, half, verdict, warnings)
+        stability = f"stable across wordings (rank correlation {para:.2f})"
+    if spread < TINY:
+        return (
+            f"weak: preferences are consistent but tiny (largest |score - 0.5| = {spread:.3f}); "
+            f"{evidence}; {stability}"
+        )
+    if half is not None and half >= NOISE_SHARE:
+        return f"weak but real preferences: {evidence}; most value CIs include 0.5; {stability}"
+    if warnings:
+        return f"weak: read with care: {evidence}; {stability}; {warnings[0]}"
+    return f"consistent: {evidence}; {stability}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,6 +23,7 @@ from rich.text import Text
 from valuescope.audit.diagnostics import (
     Diagnostics,
     diagnose,
+    flat_profile_test,
     item_agreement,
     order_consistency,
     position_bias,
@@ -32,6 +33,7 @@ from valuescope.audit.kinds import (
     DiagnosticRow,
     ItemsTable,
     RunSpec,
+    chunk_key,
     intervention_records,
     run_checkpoint,
 )
@@ -125,7 +127,7 @@ class _Runner:
         out: list[ItemResult] = []
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
-            key = f"{tag}/{method.name}/{wording}/{start}"
+            key = chunk_key(f"{tag}/{method.name}/{wording}", start, len(chunk), CHUNK)
             if key in self.memory:
                 done = self.memory[key]
                 report(sum(len(r.orders) for r in done))
@@ -291,19 +293,20 @@ class DilemmaResult:
     def summary(self) -> list[RenderableType]:
         """Profile (score, CI, n, rank) and diagnostics with the verdict."""
         taxonomy = self.instrument.taxonomy
-        order = self.ranking.order if self.ranking else list(self.profile.scores)
+        ranked = self.ranking.order if self.ranking else []
+        order = ranked + [v for v in self.profile.scores if v not in ranked]
         table = Table(
             title=Text(f"{self.model_name} on {self.instrument.name} ({self.method})"),
             caption="score = P(choose the option upholding the value); 0.5 = indifferent",
         )
         for column in ("rank", "value", "score", "95% CI", "n"):
             table.add_column(column, justify="right" if column != "value" else "left")
-        for rank, value in enumerate(order, start=1):
+        for value in order:
             score = self.profile.scores.get(value)
             if score is None:
                 continue
             table.add_row(
-                str(rank),
+                str(ranked.index(value) + 1) if value in ranked else "–",
                 Text(taxonomy[value].label),
                 _fmt(score.score),
                 f"{_fmt(score.ci[0])}–{_fmt(score.ci[1])}",
@@ -369,6 +372,26 @@ class DilemmaKind:
     def parse(self, doc: Document) -> Instrument:
         return parse_dilemmas(doc)
 
+    def check(self, instrument: Instrument, spec: RunSpec) -> None:
+        assert isinstance(instrument, Dilemmas)
+        if spec.paraphrase and not instrument.has_paraphrases:
+            raise UsageError(
+                f"instrument {instrument.name!r} has items without a paraphrase; add them or "
+                "leave out --paraphrase"
+            )
+
+    def texts(self, instrument: Instrument) -> Iterator[tuple[str, str]]:
+        assert isinstance(instrument, Dilemmas)
+        for item in instrument.items:
+            for wording in (item.original, item.paraphrase):
+                if wording is not None:
+                    yield item.id, "\n".join([wording.text, *wording.options])
+
+    def settings(self, instrument: Instrument, spec: RunSpec) -> dict[str, Any]:
+        """The method; not the number of items: chunks are fixed by position, so a run
+        extended to more items (a larger --limit) resumes."""
+        return {"method": spec.method}
+
     def run(
         self,
         instrument: Instrument,
@@ -379,15 +402,10 @@ class DilemmaKind:
     ) -> DilemmaResult:
         assert isinstance(instrument, Dilemmas)
         started = time.perf_counter()
+        self.check(instrument, spec)
         paraphrase = instrument.has_paraphrases if spec.paraphrase is None else spec.paraphrase
-        if paraphrase and not instrument.has_paraphrases:
-            raise UsageError(
-                f"instrument {instrument.name!r} has items without a paraphrase; add them or "
-                "leave out --paraphrase"
-            )
         n_items = min(spec.limit or len(instrument.items), len(instrument.items))
-        settings = {"method": spec.method, "items": n_items}
-        checkpoint = run_checkpoint(out, backend, instrument, spec, settings)
+        checkpoint = run_checkpoint(out, backend, instrument, spec)
         runner = _Runner(backend, checkpoint, spec.system, progress)
         method_name, probe = choose_method(runner, backend, instrument, spec.method, n_items)
         method = METHODS[method_name]()
@@ -402,7 +420,8 @@ class DilemmaKind:
             if para_results
             else None
         )
-        diagnostics = diagnose(results, profile, para_profile)
+        flat_p = flat_profile_test(instrument.taxonomy, items, results, spec.seed)
+        diagnostics = diagnose(results, profile, para_profile, flat_p)
         if not paraphrase:
             diagnostics = diagnostics.noting(
                 "paraphrase consistency was not measured: "

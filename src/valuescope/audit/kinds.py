@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -171,6 +171,20 @@ class InstrumentKind(Protocol):
 
     def parse(self, doc: Document) -> Instrument: ...
 
+    def check(self, instrument: Instrument, spec: RunSpec) -> None:
+        """Refuse, before any model loads, settings this instrument cannot run with."""
+        ...
+
+    def texts(self, instrument: Instrument) -> Iterator[tuple[str, str]]:
+        """(item id, text) for every text an item puts in a prompt: checked against the
+        model's context before any scoring."""
+        ...
+
+    def settings(self, instrument: Instrument, spec: RunSpec) -> dict[str, Any]:
+        """What besides model, instrument, system prompt, seed and interventions makes two
+        runs the same run (their resume fingerprint); known before any model loads."""
+        ...
+
     def run(
         self,
         instrument: Instrument,
@@ -273,28 +287,61 @@ def check_spec(instrument: Instrument, spec: RunSpec) -> InstrumentKind:
             f"--method {spec.method!r} does not apply to {kind.name} instruments "
             f"({instrument.name}); choose auto, {', '.join(kind.methods)}"
         )
+    kind.check(instrument, spec)
     return kind
 
 
+def fingerprint(model: str, instrument: Instrument, spec: RunSpec) -> dict[str, Any]:
+    """What makes two runs the same run: the model spec, the instrument's version, the system
+    prompt, the seed, the interventions and the kind's own settings. Known before any model
+    loads, so a folder holding another run is refused before the work, not after."""
+    found = {"model": model, "instrument": instrument.sha256, "system": spec.system,
+             "seed": spec.seed, **get_kind(instrument.kind).settings(instrument, spec)}  # fmt: skip
+    for intervention in spec.interventions:
+        found[intervention.name] = intervention.fingerprint()
+    return found
+
+
 def run_checkpoint(
-    out: Path | None,
-    backend: Backend,
-    instrument: Instrument,
-    spec: RunSpec,
-    settings: Mapping[str, Any],
+    out: Path | None, backend: Backend, instrument: Instrument, spec: RunSpec
 ) -> Checkpoint | None:
-    """The record of finished work of a run writing into `out`, fingerprinted by the model, the
-    instrument's version, the system prompt, the seed, the interventions and the kind's own
-    `settings`: a folder holding another run is refused, not mixed."""
+    """The record of finished work of a run writing into `out` (None without `out`)."""
     if out is None:
         return None
-    fingerprint = {"model": backend.spec.raw, "instrument": instrument.sha256,
-                   "system": spec.system, "seed": spec.seed, **settings}  # fmt: skip
-    for intervention in spec.interventions:
-        fingerprint[intervention.name] = intervention.fingerprint()
-    return Checkpoint(out, fingerprint)
+    return Checkpoint(out, fingerprint(backend.spec.raw, instrument, spec))
 
 
 def intervention_records(spec: RunSpec) -> dict[str, Any]:
     """The interventions' results.json fields (e.g. `steering`), by name."""
     return {i.name: i.as_dict() for i in spec.interventions}
+
+
+def chunk_key(prefix: str, start: int, size: int, full: int) -> str:
+    """The checkpoint key of the chunk of items starting at `start`. A chunk cut short by
+    --limit gets its size in the key, so a longer run scores it again, whole, rather than
+    taking the short one for it."""
+    return f"{prefix}/{start}" if size == full else f"{prefix}/{start}+{size}"
+
+
+QUESTION_TOKENS = 256
+"""Room left in the context for the question around an item (template, options, labels)."""
+
+
+def check_context(instrument: Instrument, kind: InstrumentKind, backend: Backend) -> None:
+    """Refuse, before any scoring, an item too long for the model's context: one line naming
+    the file, the item and its length (a local model's context is known; a server's is not)."""
+    limit = getattr(backend, "max_tokens", None)
+    count = getattr(backend, "count_tokens", None)
+    if not limit or count is None:
+        return
+    room = max(limit - QUESTION_TOKENS, 1)
+    for item_id, text in kind.texts(instrument):
+        if len(text) < room:  # fewer characters than tokens allowed: it fits
+            continue
+        n = count(text)
+        if n > room:
+            raise UsageError(
+                f"{instrument.source}: item {item_id!r} is {n:,} tokens, past the {room:,} that "
+                f"{backend.name} reads with the question around it (context {limit:,}); "
+                "shorten or drop the item"
+            )

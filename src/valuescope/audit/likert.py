@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,11 +28,13 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from valuescope.audit.diagnostics import share_including
 from valuescope.audit.kinds import (
     CardSection,
     DiagnosticRow,
     ItemsTable,
     RunSpec,
+    chunk_key,
     run_checkpoint,
 )
 from valuescope.audit.profile import Profile, ValueScore, bootstrap_ci
@@ -194,7 +196,6 @@ class LikertResult:
 
     def results_block(self) -> dict[str, Any]:
         by_id = {item.id: item for item in self.instrument.items}
-        ci_half = [s.ci[0] <= 0.5 <= s.ci[1] for s in self.profile.scores.values()]
         return {
             "profile_paraphrase": None,
             "ranking": None,
@@ -214,7 +215,7 @@ class LikertResult:
                 "paraphrase_consistency": None,
                 "direction_consistency": self.direction_consistency,
                 "acquiescence": self.acquiescence,
-                "ci_includes_half": sum(ci_half) / len(ci_half) if ci_half else None,
+                "ci_includes_half": share_including(self.profile),
                 "verdict": self.verdict,
                 "warnings": [],
             },
@@ -360,7 +361,7 @@ def _ratings(
     done: list[Rating] = []
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
-        key = f"likert/{name}/{start}"
+        key = chunk_key(f"likert/{name}", start, len(chunk), CHUNK)
         saved = checkpoint is not None and checkpoint.get(key) is not None
         part = memo(
             checkpoint,
@@ -391,6 +392,18 @@ class LikertKind:
     def parse(self, doc: Document) -> Instrument:
         return parse_questionnaire(doc)
 
+    def check(self, instrument: Instrument, spec: RunSpec) -> None:
+        return None
+
+    def texts(self, instrument: Instrument) -> Iterator[tuple[str, str]]:
+        assert isinstance(instrument, Questionnaire)
+        return ((item.id, item.text) for item in instrument.items)
+
+    def settings(self, instrument: Instrument, spec: RunSpec) -> dict[str, Any]:
+        """The method asked for and the respondents; not the number of statements (a larger
+        --limit resumes)."""
+        return {"method": spec.method, "panel": sorted(spec.panel or {})}
+
     def run(
         self,
         instrument: Instrument,
@@ -406,8 +419,7 @@ class LikertKind:
         chosen = _method(backend, spec.method)
         items = instrument.items[: spec.limit or len(instrument.items)]
         panel = spec.panel or {}
-        settings = {"method": chosen, "items": len(items), "panel": sorted(panel)}
-        checkpoint = run_checkpoint(out, backend, instrument, spec, settings)
+        checkpoint = run_checkpoint(out, backend, instrument, spec)
 
         def rated(name: str, prompt: str | None) -> list[Rating]:
             return _ratings(backend, items, chosen, spec.seed, checkpoint, progress, name, prompt)

@@ -19,7 +19,7 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from rich.text import Text
 from scipy.optimize import minimize
 from scipy.special import log_ndtr, ndtr
 
+from valuescope.audit.diagnostics import share_including
 from valuescope.audit.kinds import CardSection, DiagnosticRow, ItemsTable, RunSpec, run_checkpoint
 from valuescope.audit.profile import Profile, ValueScore, bootstrap_ci
 from valuescope.backends.base import Backend, Chat, LoglikelihoodRequest, Progress
@@ -180,7 +181,6 @@ class PairwiseResult:
 
     def results_block(self) -> dict[str, Any]:
         items = self.instrument.items
-        ci_half = [s.ci[0] <= 0.5 <= s.ci[1] for s in self.profile.scores.values()]
         held = set(self.held_out)
         return {
             "profile_paraphrase": None,
@@ -208,7 +208,7 @@ class PairwiseResult:
                 "heldout_log_loss": self.log_loss,
                 "transitivity_violation_rate": self.transitivity,
                 "decisiveness": self.decisiveness,
-                "ci_includes_half": sum(ci_half) / len(ci_half) if ci_half else None,
+                "ci_includes_half": share_including(self.profile),
                 "verdict": self.verdict,
                 "warnings": [],
             },
@@ -283,6 +283,21 @@ class PairwiseKind:
     def parse(self, doc: Document) -> Instrument:
         return parse_outcomes(doc)
 
+    def check(self, instrument: Instrument, spec: RunSpec) -> None:
+        n = len(instrument.items)
+        if spec.budget is not None and spec.budget < n:
+            raise UsageError(
+                f"--budget {spec.budget} is below the {n} comparisons needed to link outcomes"
+            )
+
+    def texts(self, instrument: Instrument) -> Iterator[tuple[str, str]]:
+        """Each outcome twice: a comparison shows two of them."""
+        assert isinstance(instrument, OutcomeSet)
+        return ((o.id, f"{o.text}\n{o.text}") for o in instrument.items)
+
+    def settings(self, instrument: Instrument, spec: RunSpec) -> dict[str, Any]:
+        return {"budget": spec.budget or 4 * len(instrument.items), "kind": "pairwise"}
+
     def run(
         self,
         instrument: Instrument,
@@ -339,11 +354,9 @@ def run_pairwise(
     n = len(outcomes.items)
     budget = spec.budget or 4 * n
     system, seed = spec.system, spec.seed
-    if budget < n:
-        raise UsageError(f"--budget {budget} is below the {n} comparisons needed to link outcomes")
+    KIND.check(outcomes, spec)
     rng = random.Random(seed)
-    settings = {"budget": budget, "kind": "pairwise"}
-    checkpoint = run_checkpoint(out, backend, outcomes, spec, settings)
+    checkpoint = run_checkpoint(out, backend, outcomes, spec)
     label = "pairwise comparisons"
     if progress:
         progress(label, 0, budget)

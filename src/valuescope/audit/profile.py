@@ -150,11 +150,20 @@ def bradley_terry(
     seed: int,
     n_boot: int = 200,
 ) -> Ranking | None:
-    """Rank values by Bradley-Terry strength over all value-pair contests; None if too few."""
+    """Rank values by Bradley-Terry strength over all value-pair contests; None if too few.
+
+    Only values that take part in a contest are ranked: a value no item pits against another
+    has no strength to estimate (it is absent, not ranked last or in the middle).
+    """
     contests = _contests(taxonomy, items, results)
     if len(contests) < len(taxonomy.ids):
         return None
-    n_values = len(taxonomy.ids)
+    present = sorted({c[0] for c in contests} | {c[1] for c in contests})
+    if len(present) < 2:
+        return None
+    slot = {v: k for k, v in enumerate(present)}
+    contests = [(slot[a], slot[b], p) for a, b, p in contests]
+    n_values = len(present)
     beta = _fit_bt(contests, n_values)
     rng = np.random.default_rng(seed)
     draws = np.array(
@@ -164,8 +173,8 @@ def bradley_terry(
         ]
     )
     low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-    ids = taxonomy.ids
+    ids = [taxonomy.ids[i] for i in present]
     return Ranking(
-        {v: float(beta[i]) for i, v in enumerate(ids)},
-        {v: (float(low[i]), float(high[i])) for i, v in enumerate(ids)},
+        {v: float(beta[k]) for k, v in enumerate(ids)},
+        {v: (float(low[k]), float(high[k])) for k, v in enumerate(ids)},
     )

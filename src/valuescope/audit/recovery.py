@@ -92,7 +92,9 @@ def run_validation(
         from valuescope.errors import UsageError
 
         raise UsageError("persona recovery sets the system prompt itself; leave out --system")
-    ready = prepare(instrument, spec, backend=backend, out=out, backend_options=backend_options)
+    baseline_folder = out / "baseline" if out else None
+    ready = prepare(instrument, spec, backend=backend, out=out, backend_options=backend_options,
+                    run_folder=baseline_folder)  # fmt: skip
     prompts = load_personas(ready.instrument.taxonomy, personas_file)
 
     def audit(system: str | None, name: str, method: str) -> RunResult:

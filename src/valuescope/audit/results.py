@@ -12,6 +12,7 @@ from typing import Any
 
 from valuescope import __version__
 from valuescope.audit.kinds import RunResult, intervention_records
+from valuescope.backends.spec import parse_spec
 from valuescope.errors import UsageError
 
 SCHEMA = "valuescope.results/1"
@@ -51,7 +52,7 @@ def results_json(result: RunResult) -> dict[str, Any]:
         "schema": SCHEMA,
         "valuescope": __version__,
         "model": {
-            "spec": spec.model,
+            "spec": parse_spec(spec.model).raw,  # a server URL's query values hidden
             "name": result.model_name,
             **({"server": result.server} if result.server else {}),
         },
@@ -83,6 +84,23 @@ def _items_run(result: RunResult) -> int:
     return min(limit or len(result.instrument.items), len(result.instrument.items))
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula: text starting with = + - @ (or a
+    tab or carriage return) gets a leading apostrophe, as spreadsheets expect; numbers, and
+    text that reads as a number such as -0.5, are left as they are. Item ids and texts come
+    from third parties (hub tables, users' files)."""
+    if not isinstance(cell, str) or not cell.startswith(FORMULA_START):
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return "'" + cell
+    return cell
+
+
 def write_results(result: RunResult, out: Path) -> dict[str, Path]:
     """Write results.json, items.csv, card.html and the run's further files into `out`;
     returns their paths by name (results, items, card, and e.g. answers)."""
@@ -97,8 +115,8 @@ def write_results(result: RunResult, out: Path) -> dict[str, Path]:
     tmp = paths["items"].with_name(f".items.csv.{os.getpid()}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(table.header)
-        writer.writerows(table.rows)
+        writer.writerow([spreadsheet_safe(cell) for cell in table.header])
+        writer.writerows([spreadsheet_safe(cell) for cell in row] for row in table.rows)
     os.replace(tmp, paths["items"])
     for name, text in result.files().items():
         paths[Path(name).stem] = out / name
@@ -149,4 +167,26 @@ def read_results(directory: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not a readable results.json: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise UsageError(f"{path}: schema is not {SCHEMA}")
+    for key, fields in REQUIRED.items():
+        part = doc.get(key)
+        if part is None or (fields and not isinstance(part, dict)):
+            raise UsageError(f"{path}: not a complete results.json: no {key!r}; rerun its audit")
+        missing = [f for f in fields if f not in part]
+        if missing:
+            raise UsageError(
+                f"{path}: not a complete results.json: {key!r} has no {', '.join(missing)}; "
+                "rerun its audit"
+            )
     return doc
+
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "model": ("spec", "name"),
+    "instrument": ("name", "kind", "items"),
+    "taxonomy": (),
+    "method": (),
+    "seed": (),
+    "profile": (),
+    "diagnostics": ("verdict",),
+}
+"""What `compare` and the card read from a results.json (schema valuescope.results/1)."""

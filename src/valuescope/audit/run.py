@@ -12,9 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from valuescope.audit.kinds import InstrumentKind, RunResult, RunSpec, check_spec, load_instrument
+from valuescope.audit.kinds import (
+    InstrumentKind,
+    RunResult,
+    RunSpec,
+    check_context,
+    check_spec,
+    fingerprint,
+    load_instrument,
+)
 from valuescope.backends import Backend, load_run_backend
 from valuescope.backends.spec import parse_spec
+from valuescope.checkpoint import Checkpoint
 from valuescope.errors import UsageError
 from valuescope.instruments.document import Instrument
 from valuescope.progress import ProgressHook
@@ -37,21 +46,29 @@ def prepare(
     backend: Backend | None = None,
     out: Path | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    run_folder: Path | None = None,
 ) -> Prepared:
     """Check the run, then load the model (unless `backend` is given) and apply the
-    interventions; a server model keeps its response cache in `out`."""
+    interventions; a server model keeps its response cache in `out`.
+
+    Everything that can be checked without a model is checked first, `run_folder` (default
+    `out`) holding another run's progress included: a mistake costs no model load.
+    """
     model = parse_spec(spec.model)  # cheap checks first: a typo should not wait for a model
     loaded = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     kind = check_spec(loaded, spec)
+    raw = backend.spec.raw if backend is not None else model.raw
     for intervention in spec.interventions:
-        raw = backend.spec.raw if backend is not None else model.raw
-        black_box = backend is None and model.kind == "openai"
-        if intervention.white_box and black_box:  # before a server opens its response cache
-            raise UsageError(
+        if intervention.white_box and backend is None and model.kind == "openai":
+            raise UsageError(  # before a server opens its response cache
                 f"{intervention.flag} needs a local model (hidden states): smollm2, hf:<dir> or "
                 f"gguf:<file>; {raw!r} is black-box"
             )
+    folder = run_folder or out
+    if folder is not None:
+        Checkpoint.check(folder, fingerprint(raw, loaded, spec))
     backend = backend or load_run_backend(model, out, backend_options)
+    check_context(loaded, kind, backend)
     for intervention in spec.interventions:
         backend = intervention.wrap(backend)
     return Prepared(loaded, kind, spec, backend)

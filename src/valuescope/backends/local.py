@@ -21,7 +21,15 @@ from valuescope.backends.base import (
 from valuescope.backends.residual import ResidualStream
 from valuescope.backends.spec import ModelSpec
 from valuescope.backends.template import render
-from valuescope.errors import ModelNotAvailableError
+from valuescope.errors import ModelNotAvailableError, UsageError
+
+TOKEN_BUDGET = 8192
+"""Tokens in one forward pass at most (batch x padded length): what bounds peak memory.
+Typical items (a few hundred tokens) batch as before; long ones go fewer at a time."""
+
+
+class ContextTooLong(UsageError):
+    """A request longer than the model's context."""
 
 
 def _kv_cache(out: Any) -> Any:
@@ -52,12 +60,14 @@ class LocalBackend:
         name: str,
         batch_size: int = 16,
         layer_path: str | None = None,
+        token_budget: int = TOKEN_BUDGET,
     ) -> None:
         self.spec = spec
         self.model = model.eval()
         self.tokenizer = tokenizer
         self._name = name
         self.batch_size = batch_size
+        self.token_budget = token_budget
         self._residual = ResidualStream.of(model, layer_path)
         # transformers 5 renamed the KV-cache argument `past_key_values` to `cache` (the old
         # name warns, and goes in 5.40); 4.x knows only the old one.
@@ -83,6 +93,9 @@ class LocalBackend:
         itself): ~0.2 s instead of ~2 s through AutoTokenizer.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+        from transformers.utils import logging as transformers_logging  # own progress bars only
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         try:
             loader = PreTrainedTokenizerFast if plain_tokenizer else AutoTokenizer
@@ -110,6 +123,24 @@ class LocalBackend:
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest sequence the model reads (its context), if its config says."""
+        found = getattr(self.model.config, "max_position_embeddings", None)
+        return int(found) if found else None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def _fits(self, length: int, text: str) -> None:
+        """A request longer than the context is an error, never a run that swells memory."""
+        limit = self.max_tokens
+        if limit is not None and length > limit:
+            raise ContextTooLong(
+                f"a request of {length:,} tokens is longer than {self.name}'s context of "
+                f"{limit:,} tokens ({text[:60]!r}...); shorten the item"
+            )
 
     # -- text -------------------------------------------------------------------------------
 
@@ -147,13 +178,17 @@ class LocalBackend:
             if request.context not in rendered:
                 rendered[request.context] = self.render(request.context)
             encoded.append(self._encode_pair(rendered[request.context], request.continuation))
+            self._fits(len(encoded[-1].context) + len(encoded[-1].continuation),
+                       rendered[request.context])  # fmt: skip
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, enc in enumerate(encoded):
             groups[enc.context].append(index)
         # Longest contexts first keeps padding small inside each batch.
         ordered = sorted(groups.items(), key=lambda kv: -len(kv[0]))
         results: list[Loglikelihood | None] = [None] * len(requests)
-        for batch in _chunks(ordered, self.batch_size):
+        widths = [len(ctx) + max(len(encoded[i].continuation) for i in members)
+                  for ctx, members in ordered]  # fmt: skip
+        for batch in _budgeted(ordered, widths, self.batch_size, self.token_budget):
             for index, result in self._score_batch(batch, encoded):
                 results[index] = result
             if progress is not None:
@@ -321,10 +356,13 @@ class LocalBackend:
         """Per request and layer, the residual-stream output averaged over the continuation's
         tokens (the answer, not the prompt): `{layer: (len(requests), hidden) float32}`."""
         encoded = [self._encode_pair(self.render(r.context), r.continuation) for r in requests]
+        for enc, request in zip(encoded, requests, strict=True):
+            self._fits(len(enc.context) + len(enc.continuation), request.continuation)
         found = {layer: torch.zeros(len(requests), self.hidden_size) for layer in layers}
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].context))
+        widths = [len(encoded[i].context) + len(encoded[i].continuation) for i in order]
         device = self.model.device
-        for chunk in _chunks(order, self.batch_size):
+        for chunk in _budgeted(order, widths, self.batch_size, self.token_budget):
             whole = [encoded[i].context + encoded[i].continuation for i in chunk]
             ids, mask = self._left_pad(whole)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -450,6 +488,24 @@ class LocalBackend:
             str(self.tokenizer.decode(row, skip_special_tokens=True)).strip()
             for row in new_tokens.tolist()
         ]
+
+
+def _budgeted(
+    items: Sequence[Any], widths: Sequence[int], size: int, budget: int
+) -> Iterator[list[Any]]:
+    """Consecutive batches of at most `size` items whose padded size (items x the widest)
+    stays within `budget` tokens; one item alone may exceed it (it fits the context). Items
+    come longest first, so the first batches are the small ones."""
+    batch: list[Any] = []
+    widest = 0
+    for item, width in zip(items, widths, strict=True):
+        if batch and (len(batch) >= size or (len(batch) + 1) * max(widest, width) > budget):
+            yield batch
+            batch, widest = [], 0
+        batch.append(item)
+        widest = max(widest, width)
+    if batch:
+        yield batch
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:

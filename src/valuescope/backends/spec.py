@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from valuescope.errors import ModelSpecError
 
@@ -17,14 +18,21 @@ ACCEPTED_FORMS = (
 SpecKind = Literal["embedded", "hf", "gguf", "openai"]
 
 
+HIDDEN = "***"
+"""What a query value of a server URL shows as wherever a spec is recorded or printed."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model spec; `raw` is what the user typed and what results record."""
+    """A parsed model spec; `raw` is what results record and messages print: what the user
+    typed, except that a server URL's query values (an `api-key=`, an `api-version=`) show as
+    `***`. The values themselves are only in `query`, sent with each request, never stored."""
 
     raw: str
     kind: SpecKind
     target: str
     base_url: str | None = None
+    query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def white_box(self) -> bool:
@@ -43,7 +51,9 @@ def parse_spec(spec: str) -> ModelSpec:
         return ModelSpec(raw=text, kind="embedded", target=EMBEDDED)
     prefix, sep, rest = text.partition(":")
     if not sep or prefix not in ("hf", "gguf", "openai"):
-        raise ModelSpecError(f"unknown model spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
+        raise ModelSpecError(
+            f"unknown model spec {_shown(spec)!r}; accepted forms: {ACCEPTED_FORMS}"
+        )
     if not rest:
         raise ModelSpecError(
             f"model spec {spec!r} names nothing after '{prefix}:'; {_form(prefix)}"
@@ -59,11 +69,41 @@ def parse_spec(spec: str) -> ModelSpec:
             )
         return ModelSpec(raw=text, kind="gguf", target=str(path.resolve()))
     if prefix == "openai":
-        model, at, url = rest.rpartition("@")
-        if not at or not model or not url.startswith(("http://", "https://")):
-            raise ModelSpecError(f"model spec {spec!r} is malformed; {_form(prefix)}")
-        return ModelSpec(raw=text, kind="openai", target=model, base_url=url.rstrip("/"))
+        return _server_spec(text, rest)
+    folder = Path(rest).expanduser()
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise ModelSpecError(
+            f"model spec {spec!r}: the folder {str(folder)!r} holds no config.json; an hf: folder "
+            "is what save_pretrained writes (config.json, the weights and the tokenizer)"
+        )
     return ModelSpec(raw=text, kind="hf", target=rest)
+
+
+def _server_spec(text: str, rest: str) -> ModelSpec:
+    """`openai:<model>@<url>`: the URL split into where requests go and their query."""
+    model, at, url = rest.rpartition("@")
+    if not at or not model or not url.startswith(("http://", "https://")):
+        raise ModelSpecError(f"model spec {_shown(text)!r} is malformed; {_form('openai')}")
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ModelSpecError(
+            "a server URL with a user name or password in it would be recorded with the run; "
+            "remove it and put the key in the environment variable named by --api-key-env"
+        )
+    if not parts.hostname:
+        raise ModelSpecError(f"model spec {_shown(text)!r} has no host; {_form('openai')}")
+    query = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    shown = f"openai:{model}@{base}" + (
+        "?" + "&".join(f"{k}={HIDDEN}" for k, _ in query) if query else ""
+    )
+    return ModelSpec(raw=shown, kind="openai", target=model, base_url=base, query=query)
+
+
+def _shown(text: str) -> str:
+    """A spec as messages may print it: anything after a '?' hidden."""
+    head, sep, _ = text.partition("?")
+    return head + (f"?{HIDDEN}" if sep else "")
 
 
 def _form(prefix: str) -> str:

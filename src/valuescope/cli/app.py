@@ -19,6 +19,8 @@ from valuescope.cli.options import (
     OutOpt,
     SeedOpt,
     TaxonomyOpt,
+    check_out_dir,
+    check_out_file,
     err,
     out,
     with_server_flags,
@@ -140,6 +142,7 @@ def audit(
     spec = RunSpec(model=model, method=method, system=system, seed=seed, limit=limit,
                    budget=budget, paraphrase=paraphrase, interventions=interventions)  # fmt: skip
     specs = _specs_for(loaded, spec, alpha)
+    check_out_dir(out_dir)
     if len(loaded) == 1:
         _audit_one(loaded[0], specs[0], out_dir, options or {})
         return
@@ -354,6 +357,7 @@ def validate(
     spec = RunSpec(model=model, method=method, seed=seed, limit=limit, budget=budget)
     loaded = load_instrument(instrument, taxonomy)
     check_spec(loaded, spec)
+    check_out_dir(out_dir)
     with progress_bar(err) as hook:
         recovery = run_validation(
             loaded, spec, personas, out=out_dir, progress=hook, backend_options=options
@@ -387,17 +391,22 @@ def compare(
     title: Annotated[str | None, typer.Option(help="Card title.")] = None,
 ) -> None:
     """Draw several runs side by side in one card (models, system prompts, personas)."""
-    from valuescope.audit.card import write_card
+    from valuescope.audit.card import run_label, write_card
     from valuescope.audit.results import read_results
-    from valuescope.errors import UsageError
 
+    check_out_file(out_file, "compare.html")
     docs = [read_results(run) for run in runs]
     taxonomies = {doc["taxonomy"] for doc in docs}
     if len(taxonomies) > 1:
         raise UsageError(
             f"runs use different taxonomies ({', '.join(sorted(taxonomies))}); compare runs of one"
         )
-    out.print(f"card: {write_card(docs, out_file, title)}")
+    labels = [run_label(doc, str(run)) for doc, run in zip(docs, runs, strict=True)]
+    for doc, run, label in zip(docs, runs, labels, strict=True):
+        if labels.count(label) > 1:  # runs of one model: name them by folder and instrument
+            folder = run.name if run.is_dir() else run.parent.name
+            doc["label"] = f"{label} · {folder} · {doc['instrument']['name']}"
+    out.print(Text(f"card: {write_card(docs, out_file, title)}"))
 
 
 @app.command()
@@ -425,10 +434,16 @@ def instruments() -> None:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and an exit code, not a traceback."""
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character shows ?
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
     try:
         app()
     except ValuescopeError as exc:
-        err.print(f"valuescope: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        # one line, whatever the message holds (a library's multi-line text, say)
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        err.print(f"valuescope: error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("valuescope: interrupted; rerun the same command to resume", markup=False)

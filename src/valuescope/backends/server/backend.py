@@ -60,7 +60,7 @@ class ServerBackend:
             from valuescope.cache import cache_dir
 
             cache_path = cache_dir() / FILENAME
-        self.transport = Transport(self.base_url, self.model, self.settings, cache_path)
+        self.transport = Transport(self.base_url, self.model, self.settings, cache_path, spec.query)
         self._caps: Capabilities | None = None
         self._tokenizer: Any = None
 

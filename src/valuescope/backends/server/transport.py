@@ -117,9 +117,16 @@ class Transport:
     """Requests to one server for one model, through the response cache, with retries."""
 
     def __init__(
-        self, base_url: str, model: str, settings: ServerSettings, cache_path: Path
+        self,
+        base_url: str,
+        model: str,
+        settings: ServerSettings,
+        cache_path: Path,
+        query: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.base_url = base_url
+        self.query = dict(query)
+        """Sent with every request by the client (e.g. Azure's api-version); never stored."""
         self.model = model
         self.settings = settings
         self.cache = ResponseCache(cache_path)
@@ -169,7 +176,11 @@ class Transport:
 
         key = os.environ.get(self.settings.api_key_env) or "no-key"
         return openai.AsyncOpenAI(
-            api_key=key, base_url=self.base_url, max_retries=0, timeout=self.settings.timeout
+            api_key=key,
+            base_url=self.base_url,
+            default_query=self.query or None,
+            max_retries=0,
+            timeout=self.settings.timeout,
         )
 
     async def call(
