@@ -76,7 +76,8 @@ def test_run_folders_are_checked_before_any_model(
     # a folder holding another run's progress is refused before the model loads
     other = tmp_path / "other"
     other.mkdir()
-    (other / "progress.jsonl").write_text(json.dumps({"fingerprint": {"model": "x"}}) + "\n")
+    finished = [{"fingerprint": {"model": "x"}}, {"chunk": "/likelihood/original/0", "data": []}]
+    (other / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in finished))
     refused(run_cli("audit", "-i", MINI, "--model", f"hf:{tiny_model_dir}", "--out", str(other)),
             "holds a run with different settings")  # fmt: skip
     refused(run_cli("compare", MINI, "--out", str(tmp_path)), "is a folder; give a file path")
@@ -216,3 +217,45 @@ def test_a_terminal_without_unicode_still_gets_the_listing() -> None:
                           capture_output=True, text=True, encoding="ascii", errors="replace")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "schwartz-dilemmas" in done.stdout and "moral-foundations-dilemmas" in done.stdout
+
+
+def test_confusions_are_said_plainly(no_model: None, tmp_path: Path) -> None:
+    # a table with a quote never closed is not blamed on a --value-map nobody gave
+    table = tmp_path / "t.csv"
+    table.write_text('statement,trait\n"I like rules,conformity\nHelp,benevolence\n')
+    refused(run_cli("audit", "-i", f"table:{table}", "--columns", "text=statement,value=trait",
+                    "--out", str(tmp_path / "x")), "not a well-formed table", "quotes")  # fmt: skip
+    # a folder given as an instrument
+    refused(run_cli("audit", "-i", str(tmp_path), "--out", str(tmp_path / "x")), "is a folder")
+    # a --tokenizer that is not there is reported before any request
+    refused(run_cli("audit", "--model", "openai:m@http://127.0.0.1:9/v1", "--tokenizer",
+                    f"hf:{tmp_path / 'nope'}", "--out", str(tmp_path / "x")), "--tokenizer",
+            "no such folder")  # fmt: skip
+    # items that measure nothing are named on loading (and the run goes on to the model)
+    doc = yaml.safe_load(Path(MINI).read_text())
+    doc["items"][0]["options"][1]["values"] = doc["items"][0]["options"][0]["values"]
+    doc["items"][1]["options"] = [{"text": "A.", "values": []}, {"text": "B.", "values": []}]
+    for item in doc["items"][:2]:
+        item.pop("paraphrase", None)
+    path = tmp_path / "idle.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    done = run_cli("audit", "-i", str(path), "--out", str(tmp_path / "y"), columns=300)
+    assert "ModelReached" in done.stderr
+    warning = next(line for line in done.stderr.splitlines() if "warning" in line)
+    assert "2 item(s) decide no value" in warning and "no option names a value" in warning
+
+
+def test_progress_bars_complete(tiny_backend: Any) -> None:
+    """Every phase's bar ends at its total (the order-free likelihood method's did not)."""
+    from valuescope import RunSpec, run_audit
+
+    done: dict[str, int] = {}
+    totals: dict[str, int] = {}
+
+    def hook(phase: str, advance: int, total: int) -> None:
+        done[phase] = done.get(phase, 0) + advance
+        totals[phase] = total
+
+    run_audit(MINI, RunSpec(model="hf:tiny"), backend=tiny_backend, progress=hook)
+    assert any(phase.startswith("likelihood") for phase in totals)
+    assert done == totals

@@ -111,6 +111,9 @@ class AgreeKind:
     def settings(self, instrument: Any, spec: RunSpec) -> dict[str, Any]:
         return {}
 
+    def warnings(self, instrument: Any) -> list[str]:
+        return []
+
     def texts(self, instrument: Any) -> Iterator[tuple[str, str]]:
         return ((item.id, item.text) for item in instrument.items)
 

@@ -39,8 +39,13 @@ class Checkpoint:
     def _load(self) -> None:
         text = self.path.read_text(encoding="utf-8")
         records = _records(text)
-        _refuse_other(self.path, records[0].get("fingerprint") if records else None,
-                      self.fingerprint)  # fmt: skip
+        found = records[0].get("fingerprint") if records else None
+        if found != self.fingerprint and len(records) <= 1:
+            # nothing finished under the other settings (a run that failed at once): start over
+            self.path.unlink()
+            self._append({"fingerprint": self.fingerprint})
+            return
+        _refuse_other(self.path, found, self.fingerprint)
         if text and not text.endswith("\n"):
             # A torn last line: end it so the next append starts on a line of its own.
             with self.path.open("a", encoding="utf-8") as handle:
@@ -51,13 +56,14 @@ class Checkpoint:
 
     @staticmethod
     def check(directory: Path, fingerprint: dict[str, Any]) -> None:
-        """Refuse a folder holding another run's progress, reading only its first line."""
+        """Refuse a folder holding another run's finished work, reading two lines only."""
         path = directory / FILENAME
         if not path.is_file():
             return
         with path.open(encoding="utf-8") as handle:
-            first = _records(handle.readline())
-        _refuse_other(path, first[0].get("fingerprint") if first else None, fingerprint)
+            first = _records(handle.readline() + handle.readline())
+        if len(first) > 1:  # another run's finished work is there: never mix or lose it
+            _refuse_other(path, first[0].get("fingerprint"), fingerprint)
 
     def _append(self, record: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:

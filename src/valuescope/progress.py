@@ -48,6 +48,8 @@ def progress_bar(console: Console) -> Iterator[ProgressHook]:
         def hook(phase: str, advance: int, total: int) -> None:
             if phase not in tasks:
                 tasks[phase] = bar.add_task(phase, total=total)
+            elif bar.tasks[tasks[phase]].total != total:  # the method probe's phase grows
+                bar.update(tasks[phase], total=total)
             if advance:
                 bar.advance(tasks[phase], advance)
 

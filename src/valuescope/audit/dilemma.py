@@ -46,7 +46,6 @@ from valuescope.audit.scoring import (
     WordingName,
     generate_prompt,
     map_answer,
-    presentation_orders,
     wording_of,
 )
 from valuescope.backends.base import Backend, WhiteBoxBackend
@@ -114,7 +113,7 @@ class _Runner:
         self, method: Method, instrument: Dilemmas, n_items: int, wording: WordingName, tag: str
     ) -> list[ItemResult]:
         items = instrument.items[:n_items]
-        total = sum(len(presentation_orders(len(i.options))) for i in items)
+        total = sum(method.presentations(len(i.options)) for i in items)
         label = f"{method.name} · {wording}" + (f" · {tag}" if tag else "")
         hook = self.progress
         if hook:
@@ -128,9 +127,8 @@ class _Runner:
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             key = chunk_key(f"{tag}/{method.name}/{wording}", start, len(chunk), CHUNK)
-            if key in self.memory:
+            if key in self.memory:  # scored by the method probe: already on its bar
                 done = self.memory[key]
-                report(sum(len(r.orders) for r in done))
             else:
                 saved = self.checkpoint is not None and self.checkpoint.get(key) is not None
                 done = memo(
@@ -379,6 +377,23 @@ class DilemmaKind:
                 f"instrument {instrument.name!r} has items without a paraphrase; add them or "
                 "leave out --paraphrase"
             )
+
+    def warnings(self, instrument: Instrument) -> list[str]:
+        """Items that decide no value: no option names one, or the options share them."""
+        assert isinstance(instrument, Dilemmas)
+        idle = []
+        for item in instrument.items:
+            if any(item.upholding(v) is not None for v in instrument.taxonomy.ids):
+                continue
+            named = any(o.values for o in item.options)
+            why = "its options uphold the same values" if named else "no option names a value"
+            idle.append(f"{item.id!r} ({why})")
+        if not idle:
+            return []
+        shown = ", ".join(idle[:5]) + (f" and {len(idle) - 5} more" if len(idle) > 5 else "")
+        return [
+            f"{instrument.name}: {len(idle)} item(s) decide no value and count for none: {shown}"
+        ]
 
     def texts(self, instrument: Instrument) -> Iterator[tuple[str, str]]:
         assert isinstance(instrument, Dilemmas)

@@ -180,6 +180,10 @@ class InstrumentKind(Protocol):
         model's context before any scoring."""
         ...
 
+    def warnings(self, instrument: Instrument) -> list[str]:
+        """What in a valid instrument measures nothing (said on loading, not refused)."""
+        ...
+
     def settings(self, instrument: Instrument, spec: RunSpec) -> dict[str, Any]:
         """What besides model, instrument, system prompt, seed and interventions makes two
         runs the same run (their resume fingerprint); known before any model loads."""

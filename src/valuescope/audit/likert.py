@@ -395,6 +395,9 @@ class LikertKind:
     def check(self, instrument: Instrument, spec: RunSpec) -> None:
         return None
 
+    def warnings(self, instrument: Any) -> list[str]:
+        return []
+
     def texts(self, instrument: Instrument) -> Iterator[tuple[str, str]]:
         assert isinstance(instrument, Questionnaire)
         return ((item.id, item.text) for item in instrument.items)

@@ -290,6 +290,9 @@ class PairwiseKind:
                 f"--budget {spec.budget} is below the {n} comparisons needed to link outcomes"
             )
 
+    def warnings(self, instrument: Any) -> list[str]:
+        return []
+
     def texts(self, instrument: Instrument) -> Iterator[tuple[str, str]]:
         """Each outcome twice: a comparison shows two of them."""
         assert isinstance(instrument, OutcomeSet)

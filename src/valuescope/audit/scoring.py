@@ -68,6 +68,10 @@ class Method(Protocol):
     @property
     def name(self) -> str: ...
 
+    def presentations(self, n_options: int) -> int:
+        """How many presentations (orders) of an item with `n_options` options it scores."""
+        ...
+
     def __call__(
         self,
         backend: Backend,
@@ -124,6 +128,9 @@ class ChoiceMethod:
     name: str = "choice"
     combine: Combine = "geometric"
 
+    def presentations(self, n_options: int) -> int:
+        return len(presentation_orders(n_options))
+
     def __call__(
         self,
         backend: Backend,
@@ -164,6 +171,9 @@ class LikelihoodMethod:
     per_token: bool = True
     listed: bool = False
     first_person: bool = False
+
+    def presentations(self, n_options: int) -> int:
+        return len(presentation_orders(n_options)) if self.listed else 1
 
     def __call__(
         self,
@@ -223,6 +233,9 @@ class GenerateMethod:
     samples: int = 8
     temperature: float = 0.7
     seed: int = 0
+
+    def presentations(self, n_options: int) -> int:
+        return len(presentation_orders(n_options))
 
     def __call__(
         self,

@@ -30,6 +30,21 @@ def render(tokenizer: Any, context: Context) -> str:
     return f"{system}Question: {context.user}\nAnswer: {context.answer_prefix}".rstrip(" ")
 
 
+def check_tokenizer(spec: str) -> None:
+    """`--tokenizer` checked before any request: a local model spec whose files are here."""
+    parsed = parse_spec(spec)
+    if parsed.kind == "openai":
+        raise UsageError(
+            f"--tokenizer {spec!r}: give the local tokenizer of the served model "
+            "(smollm2, gguf:<file> or hf:<dir>), not a server"
+        )
+    if parsed.kind == "hf" and not Path(parsed.target).expanduser().is_dir():
+        raise UsageError(
+            f"--tokenizer {spec!r}: no such folder; give the served model's local folder "
+            "(hf:<dir> with tokenizer.json), smollm2 or gguf:<file>"
+        )
+
+
 def load_tokenizer(spec: str) -> Any:
     """The tokenizer (with chat template) of a local model spec: smollm2, gguf:<file>, hf:<dir>.
 

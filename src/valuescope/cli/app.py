@@ -154,7 +154,7 @@ def _load_instruments(
 ) -> list[Any]:
     """Every instrument named, loaded and checked before any model loads; converted sources
     report the names their mapping does not cover and the rows they dropped."""
-    from valuescope.audit.kinds import load_instrument
+    from valuescope.audit.kinds import get_kind, load_instrument
     from valuescope.instruments.tables import split_source
 
     sources = {name: source for name in names if (source := split_source(name))}
@@ -171,6 +171,9 @@ def _load_instruments(
             loaded.append(_convert(prefix, location, value_map, columns, taxonomy or "schwartz"))
         else:
             loaded.append(load_instrument(name, taxonomy))
+    for inst in loaded:
+        for warning in get_kind(inst.kind).warnings(inst):
+            err.print(Text(f"valuescope: warning: {warning}"))
     found = {inst.taxonomy.name for inst in loaded}
     if len(found) > 1:
         raise UsageError(
@@ -418,7 +421,7 @@ def instruments() -> None:
 
     table = Table(title="Built-in instruments")
     for column in ("name", "kind", "taxonomy", "items", "paraphrases"):
-        table.add_column(column, no_wrap=column == "name")
+        table.add_column(column, no_wrap=column in ("name", "kind", "taxonomy"))
     for name in BUILTIN_INSTRUMENTS:
         inst = load_instrument(name)
         paraphrased = "yes" if getattr(inst, "has_paraphrases", False) else "no"

@@ -164,6 +164,10 @@ def server_options(
                 f"{model!r} runs locally"
             )
         return {}
+    if tokenizer is not None:
+        from valuescope.backends.template import check_tokenizer
+
+        check_tokenizer(tokenizer)
     settings = ServerSettings()
     changes: dict[str, Any] = {
         "api_key_env": api_key_env,

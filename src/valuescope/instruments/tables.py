@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +99,16 @@ def read_rows(location: str) -> tuple[Rows, bytes]:
         raise UsageError(f"{path}: not UTF-8 text; save it as UTF-8") from None
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
-        return [dict(row) for row in reader], raw
+        reader = csv.DictReader(
+            io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",", strict=True
+        )
+        try:
+            return [dict(row) for row in reader], raw
+        except csv.Error as exc:
+            raise UsageError(
+                f"{path}: not a well-formed table ({exc}); check its "
+                "quotes (a quote opened and never closed takes the rest of the file)"
+            ) from None
     if suffix in (".jsonl", ".ndjson"):
         rows: Rows = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -367,7 +376,11 @@ def load_table(
             f"{tax.name!r} ({', '.join(tax.ids)}); give --value-map <file.yaml> to map them"
         )
     if len(built) < columns.layout.min_items:
-        raise UsageError(f"{location}: too few rows with a mapped value; check --value-map")
+        where = "--value-map" if value_map else f"the value cells (ids or labels of {tax.name!r})"
+        raise UsageError(
+            f"{location}: {len(built)} of {len(rows)} rows have a value to score "
+            f"({columns.layout.min_items} needed); check {where} and --columns"
+        )
     digest = _digest(raw, mapping, columns.fields)
     name = source_label(location)
     return columns.layout.assemble(name, tax, tuple(built), digest, location), unmapped, dropped

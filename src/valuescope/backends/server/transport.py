@@ -24,6 +24,9 @@ from valuescope.errors import UsageError, ValuescopeError
 
 CHAT = "chat/completions"
 COMPLETIONS = "completions"
+REFUSED_RETRIES = 2
+"""Retries of a refused connection: a server restarting is back within them; a wrong port
+is not worth the whole retry budget."""
 
 
 class ServerError(ValuescopeError):
@@ -203,6 +206,7 @@ class Transport:
         policy = self.settings.retry
         attempt = 0
         malformed = 0
+        refused = 0
         while True:
             try:
                 if semaphore is not None:
@@ -218,6 +222,14 @@ class Transport:
                             f"{self.base_url}/{endpoint} answered with malformed responses "
                             f"{malformed} times in a row (invalid or truncated JSON, or fields "
                             "missing); check that it is an OpenAI-compatible server"
+                        ) from None
+                if exc.reason == "refused":
+                    refused += 1
+                    if refused > REFUSED_RETRIES:  # a restarting server gets a few seconds
+                        raise ServerError(
+                            f"{self.base_url}: connection refused ({refused} times): nothing "
+                            "listens there; check the host and port of the URL and that the "
+                            "server is running"
                         ) from None
                 attempt += 1
                 self.stats.retries += 1
@@ -273,8 +285,8 @@ class Transport:
             raise _Retryable(str(exc.status_code), _retry_after(exc)) from None
         except openai.APITimeoutError:
             raise _Retryable("timeout") from None
-        except openai.APIConnectionError:
-            raise _Retryable("connection") from None
+        except openai.APIConnectionError as exc:
+            raise _Retryable("refused" if _refused(exc) else "connection") from None
         except openai.APIStatusError as exc:
             if exc.status_code in (408, 409):
                 raise _Retryable(str(exc.status_code), _retry_after(exc)) from None
@@ -349,3 +361,13 @@ def _server_message(exc: Any) -> str:
         if message:
             return str(message)[:300]
     return str(getattr(exc, "message", exc))[:300]
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection error is a refusal (nothing listens), not a drop or a reset."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
