@@ -151,7 +151,7 @@ def main() -> None:
         "forward_ceiling_tokens_per_s": round(ceiling),
     }
     # Distinct tokens the cache-sharing path runs: each context once, then its continuations.
-    pairs = [backend._encode_pair(backend.render(r.context), r.continuation) for r in requests]  # type: ignore[attr-defined]
+    pairs = [backend.encode_pair(backend.render(r.context), r.continuation) for r in requests]  # type: ignore[attr-defined]
     distinct = sum(len(c) for c in {p.context for p in pairs}) + sum(
         len(p.continuation) for p in pairs
     )

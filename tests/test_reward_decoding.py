@@ -28,7 +28,7 @@ def _reading(backend: Any, seed: int = 1) -> LayerVector:
 
 def _context(backend: Any) -> list[int]:
     rendered = backend.render("Here is a short passage.\n\n")
-    return list(backend._encode_pair(rendered, "The river").context)
+    return list(backend.encode_pair(rendered, "The river").context)
 
 
 def test_the_tilted_distribution_sums_to_one_over_the_vocabulary(tiny_backend: Any) -> None:

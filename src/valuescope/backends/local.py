@@ -151,8 +151,9 @@ class LocalBackend:
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _encode_pair(self, context: str, continuation: str) -> _Encoded:
-        # Whitespace at the end of a context belongs to the continuation's first token.
+    def encode_pair(self, context: str, continuation: str) -> _Encoded:
+        """Token ids of a rendered context and its continuation, split where the scorers
+        split them: whitespace at the end of a context belongs to the continuation."""
         stripped = context.rstrip(" ")
         continuation = context[len(stripped) :] + continuation
         ctx = self._encode(stripped)
@@ -177,7 +178,7 @@ class LocalBackend:
         for request in requests:
             if request.context not in rendered:
                 rendered[request.context] = self.render(request.context)
-            encoded.append(self._encode_pair(rendered[request.context], request.continuation))
+            encoded.append(self.encode_pair(rendered[request.context], request.continuation))
             self._fits(len(encoded[-1].context) + len(encoded[-1].continuation),
                        rendered[request.context])  # fmt: skip
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -300,7 +301,7 @@ class LocalBackend:
         """One full sequence at a time, no cache, no padding: the reference for the fast path."""
         results = []
         for request in requests:
-            enc = self._encode_pair(self.render(request.context), request.continuation)
+            enc = self.encode_pair(self.render(request.context), request.continuation)
             ids = torch.tensor([enc.context + enc.continuation], device=self.model.device)
             logprobs = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
             start = len(enc.context) - 1
@@ -322,7 +323,7 @@ class LocalBackend:
         positions ((context tokens - 1, vocab) each). Gradients flow into whatever the
         residual-stream hooks add; the caller chooses what to differentiate (`backward(inputs=)`).
         """
-        encoded = [self._encode_pair(self.render(r.context), r.continuation) for r in requests]
+        encoded = [self.encode_pair(self.render(r.context), r.continuation) for r in requests]
         whole = [e.context + e.continuation for e in encoded]
         width = max(len(s) for s in whole)
         ids = torch.full((len(whole), width), self.pad_id, dtype=torch.long)
@@ -355,7 +356,7 @@ class LocalBackend:
     ) -> dict[int, torch.Tensor]:
         """Per request and layer, the residual-stream output averaged over the continuation's
         tokens (the answer, not the prompt): `{layer: (len(requests), hidden) float32}`."""
-        encoded = [self._encode_pair(self.render(r.context), r.continuation) for r in requests]
+        encoded = [self.encode_pair(self.render(r.context), r.continuation) for r in requests]
         for enc, request in zip(encoded, requests, strict=True):
             self._fits(len(enc.context) + len(enc.continuation), request.continuation)
         found = {layer: torch.zeros(len(requests), self.hidden_size) for layer in layers}

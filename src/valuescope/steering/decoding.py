@@ -151,7 +151,7 @@ class ProbeTilted:
 
     def _one(self, request: LoglikelihoodRequest) -> Loglikelihood:
         backend = self.prior
-        encoded = backend._encode_pair(backend.render(request.context), request.continuation)
+        encoded = backend.encode_pair(backend.render(request.context), request.continuation)
         token_lps = self.token_logprobs(
             list(encoded.context) + list(encoded.continuation), len(encoded.context)
         )
