@@ -1,8 +1,9 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from valuescope.backends.spec import parse_spec
+from valuescope.backends.spec import ModelSpec, parse_spec
 from valuescope.errors import ModelSpecError
 
 
@@ -50,3 +51,45 @@ def test_bad_specs_list_the_accepted_forms(bad: str) -> None:
     message = str(info.value)
     assert "\n" not in message
     assert "form" in message
+
+
+def test_a_plugin_backend_prefix_loads_and_audits(tmp_path: Path) -> None:
+    """A backend registered under a new prefix is asked for `<prefix>:<target>` specs (they
+    were refused before the registry was asked)."""
+    from valuescope import RunSpec, register_backend, run_audit
+    from valuescope.backends import Loglikelihood, load_backend
+    from valuescope.backends import spec as specs
+
+    class Indifferent:
+        """A black-box model that finds every continuation equally likely."""
+
+        def __init__(self, spec: ModelSpec) -> None:
+            self.spec = spec
+
+        @property
+        def name(self) -> str:
+            return f"indifferent {self.spec.target}"
+
+        def loglikelihood(self, requests: Any, progress: Any = None) -> list[Loglikelihood]:
+            return [Loglikelihood(-1.0, (-1.0,), True) for _ in requests]
+
+        def generate(self, prompts: Any, params: Any, progress: Any = None) -> list[list[str]]:
+            return [["A"] * params.n for _ in prompts]
+
+    with pytest.raises(ModelSpecError, match="unknown model spec 'flat:m'"):
+        parse_spec("flat:m")
+    register_backend("flat", lambda spec, **options: Indifferent(spec))
+    try:
+        spec = parse_spec("flat:m")
+        assert (spec.kind, spec.target, spec.white_box) == ("flat", "m", False)
+        assert load_backend("flat:m").name == "indifferent m"
+        result = run_audit(str(Path(__file__).parent / "fixtures" / "mini-dilemmas.yaml"),
+                           RunSpec(model="flat:m", method="choice"), out=tmp_path / "run")  # fmt: skip
+        assert all(s.score == pytest.approx(0.5) for s in result.profile.scores.values())
+        with pytest.raises(ModelSpecError, match="flat:<target>"):
+            parse_spec("other:m")
+    finally:
+        specs.PLUGIN_PREFIXES.discard("flat")
+        from valuescope import backends
+
+        backends._REGISTRY.pop("flat", None)

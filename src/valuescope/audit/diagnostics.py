@@ -82,9 +82,11 @@ def paraphrase_consistency(original: Profile, paraphrase: Profile) -> float | No
     common = [v for v in original.scores if v in paraphrase.scores]
     if len(common) < 3:
         return None
-    rho = spearmanr(
-        [original.scores[v].score for v in common], [paraphrase.scores[v].score for v in common]
-    ).statistic
+    a = [original.scores[v].score for v in common]
+    b = [paraphrase.scores[v].score for v in common]
+    if len(set(a)) < 2 or len(set(b)) < 2:  # a flat profile ranks nothing
+        return None
+    rho = spearmanr(a, b).statistic
     return None if math.isnan(rho) else float(rho)
 
 

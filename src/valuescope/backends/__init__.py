@@ -21,7 +21,7 @@ from valuescope.backends.base import (
     Progress,
     WhiteBoxBackend,
 )
-from valuescope.backends.spec import ModelSpec, parse_spec
+from valuescope.backends.spec import BUILTIN_PREFIXES, PLUGIN_PREFIXES, ModelSpec, parse_spec
 from valuescope.errors import ModelSpecError, UsageError
 
 BackendFactory = Callable[..., Backend]
@@ -29,8 +29,11 @@ _REGISTRY: dict[str, BackendFactory] = {}
 
 
 def register_backend(kind: str, factory: BackendFactory) -> None:
-    """Make `load_backend` build specs of `kind` with `factory(spec, **options)`."""
+    """Make `load_backend` build specs of `kind` with `factory(spec, **options)`; a kind that
+    is not built in becomes a spec prefix (`<kind>:<target>`)."""
     _REGISTRY[kind] = factory
+    if kind not in ("embedded", *BUILTIN_PREFIXES):
+        PLUGIN_PREFIXES.add(kind)
 
 
 def load_backend(spec: str | ModelSpec, **options: Any) -> Backend:

@@ -16,6 +16,11 @@ ACCEPTED_FORMS = (
 )
 
 SpecKind = Literal["embedded", "hf", "gguf", "openai"]
+BUILTIN_PREFIXES = ("hf", "gguf", "openai")
+PLUGIN_PREFIXES: set[str] = set()
+"""Prefixes of backends registered by plugins (`register_backend`, or the entry-point group
+`valuescope.backends`): `<prefix>:<target>` names a model of theirs."""
+ENTRY_POINTS = "valuescope.backends"
 
 
 HIDDEN = "***"
@@ -29,7 +34,8 @@ class ModelSpec:
     `***`. The values themselves are only in `query`, sent with each request, never stored."""
 
     raw: str
-    kind: SpecKind
+    kind: SpecKind | str
+    """A built-in kind, or a plugin backend's prefix."""
     target: str
     base_url: str | None = None
     query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -37,7 +43,7 @@ class ModelSpec:
     @property
     def white_box(self) -> bool:
         """Whether the backend exposes hidden states (local weights)."""
-        return self.kind != "openai"
+        return self.kind in ("embedded", "hf", "gguf")
 
 
 def parse_spec(spec: str) -> ModelSpec:
@@ -50,10 +56,16 @@ def parse_spec(spec: str) -> ModelSpec:
     if text == EMBEDDED:
         return ModelSpec(raw=text, kind="embedded", target=EMBEDDED)
     prefix, sep, rest = text.partition(":")
-    if not sep or prefix not in ("hf", "gguf", "openai"):
+    plugin = sep and prefix not in BUILTIN_PREFIXES and _plugin(prefix)
+    if not sep or (prefix not in BUILTIN_PREFIXES and not plugin):
+        others = "".join(f", {p}:<target>" for p in sorted(PLUGIN_PREFIXES))
         raise ModelSpecError(
-            f"unknown model spec {_shown(spec)!r}; accepted forms: {ACCEPTED_FORMS}"
+            f"unknown model spec {_shown(spec)!r}; accepted forms: {ACCEPTED_FORMS}{others}"
         )
+    if plugin:
+        if not rest:
+            raise ModelSpecError(f"model spec {spec!r} names nothing after '{prefix}:'")
+        return ModelSpec(raw=text, kind=prefix, target=rest)
     if not rest:
         raise ModelSpecError(
             f"model spec {spec!r} names nothing after '{prefix}:'; {_form(prefix)}"
@@ -77,6 +89,15 @@ def parse_spec(spec: str) -> ModelSpec:
             "is what save_pretrained writes (config.json, the weights and the tokenizer)"
         )
     return ModelSpec(raw=text, kind="hf", target=rest)
+
+
+def _plugin(prefix: str) -> bool:
+    """Whether a plugin backend answers to `prefix` (registered, or by entry point)."""
+    if prefix in PLUGIN_PREFIXES:
+        return True
+    import importlib.metadata
+
+    return any(e.name == prefix for e in importlib.metadata.entry_points(group=ENTRY_POINTS))
 
 
 def _server_spec(text: str, rest: str) -> ModelSpec:
