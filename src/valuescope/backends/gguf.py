@@ -1,7 +1,7 @@
 """GGUF files through transformers, dequantized once and cached as safetensors.
 
-Parsing and dequantizing a GGUF takes ~20 s for the embedded model; the fp32 copy under the
-cache directory (keyed by the file's SHA-256) loads in ~2 s with identical logits.
+Parsing and dequantizing a GGUF is slow; the fp32 copy under the cache directory (keyed by the
+file's SHA-256) loads far faster and gives identical logits.
 """
 
 from __future__ import annotations
