@@ -207,7 +207,7 @@ def test_model_and_cache_mistakes_are_one_line(
     from valuescope.cache import cache_dir
     from valuescope.errors import UsageError
 
-    with pytest.raises(UsageError, match="is a file; point VALUESCOPE_CACHE at a folder"):
+    with pytest.raises(UsageError, match="is a file; point VALUESCOPE_CACHE at a writable folder"):
         cache_dir()
 
 

@@ -1,7 +1,7 @@
 """The package's shape: dependencies point one way along the loop, and measuring needs no torch.
 
 steering -> vectors -> audit -> instruments -> backends, each layer importing only itself and
-the layers below it (the shared core: errors, cache, checkpoint, progress, yamlfile). Imports
+the layers below it (the shared core: errors, cache, checkpoint, folders, progress, yamlfile). Imports
 inside functions count too: a lazy import still ties the layers together.
 """
 
@@ -18,7 +18,7 @@ import valuescope
 
 PACKAGE = Path(valuescope.__file__).parent
 LAYERS = ["core", "backends", "instruments", "audit", "vectors", "steering", "cli"]
-CORE = {"errors", "cache", "checkpoint", "progress", "yamlfile", "__init__", "__main__"}
+CORE = {"errors", "cache", "checkpoint", "folders", "progress", "yamlfile", "__init__", "__main__"}
 
 
 def layer_of(module: str) -> str:

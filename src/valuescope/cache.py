@@ -8,7 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
-from valuescope.errors import UsageError
+from valuescope.folders import writable_folder
 
 CACHE_ENV = "VALUESCOPE_CACHE"
 
@@ -18,17 +18,7 @@ def cache_dir() -> Path:
     root = os.environ.get(CACHE_ENV)
     path = Path(root).expanduser() if root else Path(platformdirs.user_cache_dir("valuescope"))
     where = f"{CACHE_ENV}={root}" if root else f"the cache folder {path}"
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{where} is a file; point {CACHE_ENV} at a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(
-            f"{where}: cannot create it ({exc.strerror}); point {CACHE_ENV} at a writable folder"
-        ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"{where} is not writable; point {CACHE_ENV} at a writable folder")
-    return path
+    return writable_folder(path, where, f"point {CACHE_ENV} at a writable folder")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

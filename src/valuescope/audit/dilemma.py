@@ -36,6 +36,7 @@ from valuescope.audit.kinds import (
     chunk_key,
     intervention_records,
     run_checkpoint,
+    server_figures,
 )
 from valuescope.audit.profile import Profile, Ranking, bradley_terry, build_profile
 from valuescope.audit.scoring import (
@@ -459,8 +460,7 @@ class DilemmaKind:
             paraphrase_results=para_results,
             method_probe=probe,
             seconds=time.perf_counter() - started,
-            server=backend.describe() if hasattr(backend, "describe") else None,
-            requests=backend.stats.as_dict() if hasattr(backend, "stats") else None,
+            **server_figures(backend),
         )
 
     def card(self, doc: Mapping[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:

@@ -349,3 +349,14 @@ def check_context(instrument: Instrument, kind: InstrumentKind, backend: Backend
                 f"{backend.name} reads with the question around it (context {limit:,}); "
                 "shorten or drop the item"
             )
+
+
+def server_figures(backend: Backend) -> dict[str, Any]:
+    """A run result's `server` and `requests` fields: what a server backend offered and the
+    requests it sent (None for a local model)."""
+    describe = getattr(backend, "describe", None)
+    stats = getattr(backend, "stats", None)
+    return {
+        "server": describe() if describe is not None else None,
+        "requests": stats.as_dict() if stats is not None else None,
+    }

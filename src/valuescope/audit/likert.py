@@ -36,6 +36,7 @@ from valuescope.audit.kinds import (
     RunSpec,
     chunk_key,
     run_checkpoint,
+    server_figures,
 )
 from valuescope.audit.profile import Profile, ValueScore, bootstrap_ci
 from valuescope.audit.recovery import persona_recovery
@@ -460,8 +461,7 @@ class LikertKind:
             panel=list(panel),
             recovery=recovery,
             seconds=time.perf_counter() - started,
-            server=backend.describe() if hasattr(backend, "describe") else None,
-            requests=backend.stats.as_dict() if hasattr(backend, "stats") else None,
+            **server_figures(backend),
         )
 
     def card(self, doc: Mapping[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:

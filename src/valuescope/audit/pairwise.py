@@ -32,7 +32,14 @@ from scipy.optimize import minimize
 from scipy.special import log_ndtr, ndtr
 
 from valuescope.audit.diagnostics import share_including
-from valuescope.audit.kinds import CardSection, DiagnosticRow, ItemsTable, RunSpec, run_checkpoint
+from valuescope.audit.kinds import (
+    CardSection,
+    DiagnosticRow,
+    ItemsTable,
+    RunSpec,
+    run_checkpoint,
+    server_figures,
+)
 from valuescope.audit.profile import Profile, ValueScore, bootstrap_ci
 from valuescope.backends.base import Backend, Chat, LoglikelihoodRequest, Progress
 from valuescope.checkpoint import memo
@@ -454,8 +461,7 @@ def run_pairwise(
         log_loss=log_loss,
         transitivity=transitivity_violations(pairs, p),
         seconds=time.perf_counter() - started,
-        server=backend.describe() if hasattr(backend, "describe") else None,
-        requests=backend.stats.as_dict() if hasattr(backend, "stats") else None,
+        **server_figures(backend),
     )
 
 

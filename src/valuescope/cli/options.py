@@ -198,18 +198,6 @@ def check_out_file(path: Path, example: str, flag: str = "--out") -> Path:
 def check_out_dir(path: Path, flag: str = "--out") -> Path:
     """A run folder, checked before any model loads: not a file, and a place that can be
     written (the folder is created here, so a later failure cannot lose finished work)."""
-    import os
+    from valuescope.folders import writable_folder
 
-    from valuescope.errors import UsageError
-
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {str(path)!r} is a file; give a folder for the run's files")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(
-            f"{flag} {str(path)!r}: cannot create the folder ({exc.strerror}); choose another"
-        ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {str(path)!r}: the folder is not writable; choose another")
-    return path
+    return writable_folder(path, f"{flag} {str(path)!r}", "give a folder the run's files can go to")
