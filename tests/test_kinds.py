@@ -144,6 +144,9 @@ class AgreeKind:
         return AgreeResult(spec, backend.name, instrument, p_yes, profile,
                            seconds=time.perf_counter() - started)  # fmt: skip
 
+    def evidence(self, doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        return {}
+
     def card(self, doc: Mapping[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:
         rows = [DiagnosticRow("statements read", float(len(doc["items"])), "one reading each")]
         source = '<h2>Agreement</h2><ul class="agree">{% for i in s.rows %}<li>{{ i.id }}: {{ "%.2f"|format(i.p_yes) }}</li>{% endfor %}</ul>'

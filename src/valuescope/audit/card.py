@@ -139,8 +139,13 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def render_card(docs: Sequence[dict[str, Any]], title: str | None = None) -> str:
-    """HTML of a value card for one run, or a comparison of several (same taxonomy)."""
+def render_card(
+    docs: Sequence[dict[str, Any]],
+    title: str | None = None,
+    comparison: dict[str, Any] | None = None,
+) -> str:
+    """HTML of a value card for one run, or a comparison of several (same taxonomy); with
+    `comparison` (a comparison.json document), its paired differences too."""
     if not docs:
         raise ValueError("a card needs at least one run")
     labels = [run_label(doc, f"run {i + 1}") for i, doc in enumerate(docs)]
@@ -177,11 +182,17 @@ def render_card(docs: Sequence[dict[str, Any]], title: str | None = None) -> str
         labels={v["id"]: v["label"] for v in values},
         chart=profile_chart(docs, labels),
         tradeoff=tradeoff_chart(docs),
+        comparison=comparison,
         fmt=_fmt,
     )
 
 
-def write_card(docs: Sequence[dict[str, Any]], path: Path, title: str | None = None) -> Path:
+def write_card(
+    docs: Sequence[dict[str, Any]],
+    path: Path,
+    title: str | None = None,
+    comparison: dict[str, Any] | None = None,
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_card(docs, title), encoding="utf-8")
+    path.write_text(render_card(docs, title, comparison), encoding="utf-8")
     return path

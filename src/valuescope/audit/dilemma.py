@@ -463,6 +463,9 @@ class DilemmaKind:
             **server_figures(backend),
         )
 
+    def evidence(self, doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        return dilemma_evidence(doc)
+
     def card(self, doc: Mapping[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:
         d = doc["diagnostics"]
         rows = [
@@ -483,6 +486,19 @@ class DilemmaKind:
 
 
 DECISIVE_ITEMS = 8
+
+
+def dilemma_evidence(doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per value, P(choose the one option upholding it) for each item that decides it."""
+    found: dict[str, dict[str, float]] = {}
+    for item in doc.get("items", []):
+        if "options" not in item or "p" not in item:
+            continue
+        for value in {v for o in item["options"] for v in o["values"]}:
+            slots = [k for k, o in enumerate(item["options"]) if value in o["values"]]
+            if len(slots) == 1:
+                found.setdefault(value, {})[str(item["id"])] = float(item["p"][slots[0]])
+    return found
 
 
 def decisive_items(doc: Mapping[str, Any], count: int = DECISIVE_ITEMS) -> list[dict[str, Any]]:

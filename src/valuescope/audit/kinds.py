@@ -202,6 +202,11 @@ class InstrumentKind(Protocol):
         """The card's validity rows and sections for a results.json document of this kind."""
         ...
 
+    def evidence(self, doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        """Per value, each item's score on a [0, 1] scale from a results.json document of
+        this kind: what a paired comparison of two runs differences item by item."""
+        ...
+
 
 KindFactory = Callable[[], InstrumentKind]
 

@@ -464,6 +464,15 @@ class LikertKind:
             **server_figures(backend),
         )
 
+    def evidence(self, doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        """Per value, each statement's keyed rating on [0, 1] (1 = holds the value most)."""
+        found: dict[str, dict[str, float]] = {}
+        for item in doc.get("items", []):
+            if "rating" in item and "value" in item:
+                keyed = item["rating"] if item.get("keyed", 1) == 1 else POINTS + 1 - item["rating"]
+                found.setdefault(item["value"], {})[str(item["id"])] = (keyed - 1) / (POINTS - 1)
+        return found
+
     def card(self, doc: Mapping[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:
         lk = doc["likert"]
         rows = [

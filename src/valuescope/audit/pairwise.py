@@ -319,6 +319,20 @@ class PairwiseKind:
         assert isinstance(instrument, OutcomeSet)
         return run_pairwise(instrument, spec, backend, out, progress)
 
+    def evidence(self, doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+        """Per value, each of its outcomes' fitted probability of being preferred to an outcome
+        of another value (the profile's score, outcome by outcome)."""
+        rows = [i for i in doc.get("items", []) if "utility" in i and "values" in i]
+        found: dict[str, dict[str, float]] = {}
+        for value in {v for i in rows for v in i["values"]}:
+            others = [j for j in rows if value not in j["values"]]
+            for i in rows:
+                if value in i["values"] and others:
+                    wins = [ndtr((i["utility"] - j["utility"]) / math.hypot(i["sd"], j["sd"]))
+                            for j in others]  # fmt: skip
+                    found.setdefault(value, {})[str(i["id"])] = float(np.mean(wins))
+        return found
+
     def card(self, doc: Mapping[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:
         pw = doc["pairwise"]
         rows = [

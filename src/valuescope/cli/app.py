@@ -125,6 +125,20 @@ def audit(
             "where needed)."
         ),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="An earlier run's --out folder of the same instrument: compare this run with "
+            "it item by item and write comparison.json (pin --method so both use one)."
+        ),
+    ] = None,
+    fail_on: Annotated[
+        float | None,
+        typer.Option(
+            help="With --baseline: exit with code 4 when any value moved by at least this much, "
+            "beyond noise (Holm-corrected across values), e.g. 0.05 in a CI job."
+        ),
+    ] = None,
     options: dict[str, Any] | None = None,
 ) -> None:
     """Audit a model: value profile with 95% CIs, diagnostics, results.json, items.csv, card."""
@@ -142,11 +156,72 @@ def audit(
     spec = RunSpec(model=model, method=method, system=system, seed=seed, limit=limit,
                    budget=budget, paraphrase=paraphrase, interventions=interventions)  # fmt: skip
     specs = _specs_for(loaded, spec, alpha)
+    against = _check_baseline(baseline, fail_on, loaded, specs)
     check_out_dir(out_dir)
     if len(loaded) == 1:
         _audit_one(loaded[0], specs[0], out_dir, options or {})
+        if against is not None:
+            _compare_with_baseline(against, out_dir, fail_on)
         return
     _audit_several(names, loaded, specs, out_dir, seed, options or {})
+
+
+def _check_baseline(
+    baseline: Path | None, fail_on: float | None, loaded: list[Any], specs: list[Any]
+) -> dict[str, Any] | None:
+    """The baseline run's results, checked against this run before any model loads."""
+    if baseline is None:
+        if fail_on is not None:
+            raise UsageError("--fail-on applies with --baseline RUN_DIR")
+        return None
+    from valuescope.audit.results import read_results
+
+    if fail_on is not None and not fail_on > 0:
+        raise UsageError(f"--fail-on {fail_on}: give a positive score change, e.g. 0.05")
+    if len(loaded) != 1:
+        raise UsageError("--baseline compares one instrument's runs; give one --instrument")
+    doc = read_results(baseline)
+    found, wanted = doc["instrument"], loaded[0]
+    if found.get("sha256") != wanted.sha256:
+        raise UsageError(
+            f"--baseline {str(baseline)!r} ran {found.get('name')} in another version (or "
+            f"another instrument) than {wanted.name}; a comparison needs the same items"
+        )
+    if specs[0].method != "auto" and specs[0].method != doc.get("method"):
+        raise UsageError(
+            f"--baseline {str(baseline)!r} used --method {doc.get('method')}; use the same"
+        )
+    return doc
+
+
+def _compare_with_baseline(baseline: dict[str, Any], out_dir: Path, fail_on: float | None) -> None:
+    """comparison.json and the paired summary of this run against the baseline; exit code 4
+    under --fail-on when a value moved by at least the threshold."""
+    import json
+
+    from valuescope.audit.card import write_card
+    from valuescope.audit.comparison import ValuesMoved, compare_runs, why_not_paired
+    from valuescope.audit.results import json_safe, read_results
+
+    doc = read_results(out_dir)
+    reason = why_not_paired(baseline, doc)
+    if reason is not None:
+        raise UsageError(f"this run and --baseline do not pair: {reason}")
+    found = compare_runs(baseline, doc)
+    paired = json_safe(found.as_dict())
+    path = out_dir / "comparison.json"
+    path.write_text(json.dumps(paired, indent=1) + "\n")
+    write_card([doc], out_dir / "card.html", None, paired)
+    print_comparison(found)
+    out.print(Text(f"comparison: {path}"))
+    if fail_on is not None:
+        failing = found.failing(fail_on)
+        if failing:
+            moved = ", ".join(f"{v} {found.values[v].diff:+.3f}" for v in failing)
+            raise ValuesMoved(
+                f"values moved by at least {fail_on:g} against the baseline: {moved} "
+                f"(Holm-corrected, paired; {path})"
+            )
 
 
 def _load_instruments(
@@ -393,9 +468,12 @@ def compare(
     ] = Path("runs/compare.html"),
     title: Annotated[str | None, typer.Option(help="Card title.")] = None,
 ) -> None:
-    """Draw several runs side by side in one card (models, system prompts, personas)."""
+    """Draw several runs side by side in one card (models, system prompts, personas); two
+    runs of one instrument and method are also compared item by item (comparison.json)."""
+    import json
+
     from valuescope.audit.card import run_label, write_card
-    from valuescope.audit.results import read_results
+    from valuescope.audit.results import json_safe, read_results
 
     check_out_file(out_file, "compare.html")
     docs = [read_results(run) for run in runs]
@@ -409,7 +487,35 @@ def compare(
         if labels.count(label) > 1:  # runs of one model: name them by folder and instrument
             folder = run.name if run.is_dir() else run.parent.name
             doc["label"] = f"{label} · {folder} · {doc['instrument']['name']}"
-    out.print(Text(f"card: {write_card(docs, out_file, title)}"))
+    paired = None
+    if len(docs) == 2:
+        from valuescope.audit.comparison import compare_runs, why_not_paired
+
+        reason = why_not_paired(docs[0], docs[1])
+        if reason is None:
+            found = compare_runs(docs[0], docs[1])
+            paired = json_safe(found.as_dict())
+            path = out_file.with_name("comparison.json")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(paired, indent=1) + "\n")
+            print_comparison(found)
+            out.print(Text(f"comparison: {path}"))
+        else:
+            out.print(Text(f"not compared item by item: {reason}"))
+    out.print(Text(f"card: {write_card(docs, out_file, title, paired)}"))
+
+
+def print_comparison(found: Any) -> None:
+    """The paired differences per value, and the finding in plain words."""
+    table = Table(title="Paired comparison: B minus A (items both runs scored)")
+    for column in ("value", "B − A", "95% CI", "p (Holm)", "items", "moved"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+    for value, c in found.values.items():
+        ci = "n/a" if c.ci[0] != c.ci[0] else f"{c.ci[0]:+.3f} to {c.ci[1]:+.3f}"
+        table.add_row(Text(found.labels.get(value, value)), f"{c.diff:+.3f}", ci,
+                      f"{c.p_holm:.3f}", str(c.n), "yes" if c.moved else "no")  # fmt: skip
+    out.print(table)
+    out.print(Text(found.summary()))
 
 
 @app.command()
