@@ -78,10 +78,9 @@ class Comparison:
         parts = []
         for v in moved:
             c = self.values[v]
-            verb = "upholds" if c.diff > 0 else "upholds less"
             parts.append(
-                f"B {verb} {self.labels.get(v, v)} {'more' if c.diff > 0 else ''}".rstrip()
-                + f": {c.diff:+.3f} [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]"
+                f"B upholds {self.labels.get(v, v)} {'more' if c.diff > 0 else 'less'}: "
+                f"{c.diff:+.3f} [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]"
             )
         rest = len(self.values) - len(moved)
         tail = f"; no other value moved beyond noise ({rest} values)" if rest else ""
