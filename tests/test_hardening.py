@@ -259,3 +259,34 @@ def test_progress_bars_complete(tiny_backend: Any) -> None:
     run_audit(MINI, RunSpec(model="hf:tiny"), backend=tiny_backend, progress=hook)
     assert any(phase.startswith("likelihood") for phase in totals)
     assert done == totals
+
+
+def test_a_larger_budget_resumes_a_pairwise_run(tiny_backend: Any, tmp_path: Path) -> None:
+    """Rounds are fixed by position: --budget 120 after --budget 96 in one folder keeps the
+    finished rounds, asks only the rest, and equals a run that asked for 120 from the start."""
+    from valuescope import RunSpec, run_audit
+    from valuescope.audit.results import results_json
+
+    spec = RunSpec(model="hf:tiny")
+    run_audit(
+        "schwartz-outcomes", spec.replace(budget=96), backend=tiny_backend, out=tmp_path / "r"
+    )
+    asked: list[int] = []
+    original = tiny_backend.loglikelihood
+
+    def counting(requests: Any, progress: Any = None) -> Any:
+        asked.append(len(requests))
+        return original(requests, progress)
+
+    tiny_backend.loglikelihood = counting
+    try:
+        longer = run_audit("schwartz-outcomes", spec.replace(budget=120), backend=tiny_backend,
+                           out=tmp_path / "r")  # fmt: skip
+    finally:
+        del tiny_backend.loglikelihood
+    whole = run_audit("schwartz-outcomes", spec.replace(budget=120), backend=tiny_backend,
+                      out=tmp_path / "w")  # fmt: skip
+    a, b = results_json(longer), results_json(whole)
+    a.pop("timing"), b.pop("timing")
+    assert a == b
+    assert sum(asked) < 120 * 4  # the rounds finished under --budget 96 were not asked again

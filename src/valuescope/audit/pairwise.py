@@ -37,6 +37,7 @@ from valuescope.audit.kinds import (
     DiagnosticRow,
     ItemsTable,
     RunSpec,
+    chunk_key,
     run_checkpoint,
     server_figures,
 )
@@ -306,7 +307,9 @@ class PairwiseKind:
         return ((o.id, f"{o.text}\n{o.text}") for o in instrument.items)
 
     def settings(self, instrument: Instrument, spec: RunSpec) -> dict[str, Any]:
-        return {"budget": spec.budget or 4 * len(instrument.items), "kind": "pairwise"}
+        """Not the budget: rounds are fixed by position (a round cut short by the budget has
+        its size in its key), so a run given a larger --budget resumes."""
+        return {"kind": "pairwise"}
 
     def run(
         self,
@@ -386,7 +389,7 @@ def run_pairwise(
         progress(label, 0, budget)
 
     def ask(round_no: int, pairs: list[tuple[int, int]]) -> list[float]:
-        key = f"pairwise/{round_no}"
+        key = chunk_key("pairwise", round_no, len(pairs), ROUND if round_no else len(pairs))
         saved = checkpoint is not None and checkpoint.get(key) is not None
 
         def report(k: int) -> None:
