@@ -290,3 +290,20 @@ def test_a_larger_budget_resumes_a_pairwise_run(tiny_backend: Any, tmp_path: Pat
     a.pop("timing"), b.pop("timing")
     assert a == b
     assert sum(asked) < 120 * 4  # the rounds finished under --budget 96 were not asked again
+
+
+def test_several_instruments_say_where_a_setting_does_not_apply(
+    no_model: None, tmp_path: Path
+) -> None:
+    """With several instruments a setting goes where it applies and stderr says where it does
+    not (a method of one kind included); a setting no instrument takes is refused."""
+    done = run_cli("audit", "-i", MINI, "-i", "schwartz-portraits", "--method", "choice",
+                   "--limit", "2", "--out", str(tmp_path / "a"), columns=300)  # fmt: skip
+    assert "ModelReached" in done.stderr  # it went on to the model
+    notices = [line for line in done.stderr.splitlines() if "does not apply" in line]
+    assert notices == [
+        "valuescope: --method choice does not apply to schwartz-portraits (they run with their "
+        "defaults; kept for the others)"
+    ]
+    refused(run_cli("audit", "-i", MINI, "-i", "schwartz-portraits", "--budget", "90",
+                    "--out", str(tmp_path / "b")), "--budget does not apply")  # fmt: skip

@@ -277,15 +277,22 @@ def _specs_for(loaded: list[Any], spec: Any, alpha: bool) -> list[Any]:
         return [one]
     kinds = [get_kind(inst.kind) for inst in loaded]
     asked = spec.given() + (["panel"] if alpha else [])
+
+    def applies(setting: str, kind: Any) -> bool:
+        if setting == "method":  # every kind honours --method, each with its own methods
+            return spec.method in kind.methods
+        return setting in kind.honours
+
     for setting in asked:
         skipped = [inst.name for inst, kind in zip(loaded, kinds, strict=True)
-                   if setting not in kind.honours]  # fmt: skip
+                   if not applies(setting, kind)]  # fmt: skip
         if len(skipped) == len(loaded):
             check_spec(loaded[0], with_panel(loaded[0], spec))  # the refusal, with its hint
         if skipped:
+            shown = f"{FLAGS[setting]} {spec.method}" if setting == "method" else FLAGS[setting]
             err.print(
-                f"valuescope: {FLAGS[setting]} does not apply to {', '.join(skipped)} "
-                "(kept for the others)",
+                f"valuescope: {shown} does not apply to {', '.join(skipped)} (they run with "
+                "their defaults; kept for the others)",
                 markup=False,
             )
     specs = []
