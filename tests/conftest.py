@@ -47,6 +47,23 @@ def _session_cache(factory: pytest.TempPathFactory) -> Path:
     return _CACHE[0]
 
 
+class ModelReached(AssertionError):
+    """A model load was attempted: the input passed every check that needs no model."""
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a model raises `ModelReached`: checks that must come first are tested with it,
+    and a test that expects the model to be reached finds the name in the traceback."""
+    import valuescope.backends
+
+    def reached(*args: Any, **kwargs: Any) -> Any:
+        raise ModelReached("a model was loaded before the usage error")
+
+    monkeypatch.setattr(valuescope.backends, "load_white_box", reached)
+    monkeypatch.setattr(valuescope.backends, "load_backend", reached)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Hugging Face directory with a random-init 4-layer Llama and the fixture tokenizer."""

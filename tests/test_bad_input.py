@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.cli import Ran, run_cli
 
-import valuescope.backends
 from valuescope import load_instrument
 from valuescope.errors import UsageError
 from valuescope.instruments.tables import load_table, parse_columns
@@ -56,19 +55,6 @@ scalars = st.one_of(
 )  # fmt: skip
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)  # fmt: skip
-
-
-class ModelReached(Exception):
-    """A model load was attempted: the input passed every check that needs no model."""
-
-
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    def reached(*args: Any, **kwargs: Any) -> Any:
-        raise ModelReached
-
-    monkeypatch.setattr(valuescope.backends, "load_backend", reached)
-    monkeypatch.setattr(valuescope.backends, "load_white_box", reached)
 
 
 @st.composite

@@ -15,7 +15,6 @@ from safetensors.numpy import save_file
 from support.cli import Ran, run_cli
 from support.contrast import small_contrast
 
-import valuescope.backends
 from valuescope.audit.results import load_answers
 from valuescope.errors import UsageError
 from valuescope.steering.operators import parse_steer
@@ -31,17 +30,6 @@ def vector_file(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     contrast = load_contrast(small_contrast(where))
     backend = load_backend(f"hf:{tiny_model_dir}", batch_size=3)
     return extract_vectors(backend, contrast, seed=0).save(where / "v.safetensors")
-
-
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading a model fails the test: these errors must come first."""
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a model was loaded before the usage error")
-
-    monkeypatch.setattr(valuescope.backends, "load_white_box", refuse)
-    monkeypatch.setattr(valuescope.backends, "load_backend", refuse)
 
 
 def refused(done: Ran, *expected: str) -> None:

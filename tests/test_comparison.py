@@ -126,3 +126,27 @@ def test_compare_and_baseline_from_the_command_line(tiny_model_dir: Path, tmp_pa
     other = run_cli("audit", "--model", model, "-i", "schwartz-dilemmas", "--out",
                     str(tmp_path / "e"), "--baseline", str(tmp_path / "a"))  # fmt: skip
     assert other.returncode == 2 and "a comparison needs the same items" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("instrument", "spec"),
+    [(MINI, {"method": "choice"}), ("schwartz-portraits", {"limit": 20}),
+     ("schwartz-outcomes", {"budget": 100})],
+)  # fmt: skip
+def test_each_kinds_item_scores_average_to_its_profile(
+    tiny_backend: Any, instrument: str, spec: dict[str, Any]
+) -> None:
+    """What a comparison differences item by item is what the profile averages."""
+    from valuescope import RunSpec, run_audit
+    from valuescope.audit.kinds import get_kind
+    from valuescope.audit.results import results_json
+
+    result = run_audit(instrument, RunSpec(model="hf:tiny", **spec), backend=tiny_backend)
+    found = results_json(result)
+    evidence = get_kind(found["instrument"]["kind"]).evidence(found)
+    assert set(evidence) == set(found["profile"])
+    for value, items in evidence.items():
+        assert np.mean(list(items.values())) == pytest.approx(
+            found["profile"][value]["score"], abs=1e-5
+        )
+        assert len(items) == found["profile"][value]["n"]

@@ -15,23 +15,8 @@ import pytest
 import yaml
 from support.cli import Ran, run_cli
 
-import valuescope.backends
-
 FIXTURES = Path(__file__).parent / "fixtures"
 MINI = str(FIXTURES / "mini-dilemmas.yaml")
-
-
-class ModelReached(Exception):
-    """A model load was attempted."""
-
-
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    def reached(*args: Any, **kwargs: Any) -> Any:
-        raise ModelReached
-
-    monkeypatch.setattr(valuescope.backends, "load_backend", reached)
-    monkeypatch.setattr(valuescope.backends, "load_white_box", reached)
 
 
 def refused(done: Ran, *expected: str) -> None:

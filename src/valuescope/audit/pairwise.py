@@ -326,13 +326,13 @@ class PairwiseKind:
         """Per value, each of its outcomes' fitted probability of being preferred to an outcome
         of another value (the profile's score, outcome by outcome)."""
         rows = [i for i in doc.get("items", []) if "utility" in i and "values" in i]
+        fit = Thurstone(np.array([i["utility"] for i in rows]), np.array([i["sd"] for i in rows]))
         found: dict[str, dict[str, float]] = {}
         for value in {v for i in rows for v in i["values"]}:
-            others = [j for j in rows if value not in j["values"]]
-            for i in rows:
+            others = [k for k, j in enumerate(rows) if value not in j["values"]]
+            for k, i in enumerate(rows):
                 if value in i["values"] and others:
-                    wins = [ndtr((i["utility"] - j["utility"]) / math.hypot(i["sd"], j["sd"]))
-                            for j in others]  # fmt: skip
+                    wins = [fit.p(k, j) for j in others]
                     found.setdefault(value, {})[str(i["id"])] = float(np.mean(wins))
         return found
 
