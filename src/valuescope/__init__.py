@@ -33,6 +33,8 @@ _EXPORTS = {
     "Profile": "valuescope.audit.profile",
     "run_validation": "valuescope.audit.recovery",
     "measured_shifts": "valuescope.audit.shifts",
+    # detectors: values in free text
+    "detect": "valuescope.detectors.api",
     # models
     "load_backend": "valuescope.backends",
     "load_white_box": "valuescope.backends",
@@ -74,6 +76,7 @@ __all__ = [
     "__version__",
     "calibrate",
     "compose",
+    "detect",
     "extract_vectors",
     "load_backend",
     "load_contrast",
@@ -121,6 +124,7 @@ if TYPE_CHECKING:
     from valuescope.audit.shifts import measured_shifts
     from valuescope.backends import load_backend, load_white_box, register_backend
     from valuescope.backends.base import Backend, Chat, GenerationParams
+    from valuescope.detectors.api import detect
     from valuescope.errors import UsageError, ValuescopeError
     from valuescope.instruments.document import Instrument
     from valuescope.instruments.taxonomy import load_taxonomy

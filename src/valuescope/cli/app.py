@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from valuescope import __version__
+from valuescope.cli.detect import detect
 from valuescope.cli.options import (
     InstrumentOpt,
     LimitOpt,
@@ -411,6 +412,7 @@ app.command()(read)
 app.command()(steer)
 app.command("vectors-export")(vectors_export)
 app.command("vectors-import")(vectors_import)
+app.command()(detect)
 
 
 @app.command()

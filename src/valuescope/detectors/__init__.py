@@ -4,6 +4,7 @@ Every detector maps texts to, per value, a relevance in [0, 1] and a signed scor
 (P(upholds) - P(opposes)). See `base.Detector` for the protocol and `registry` for the names.
 """
 
+from valuescope.detectors.api import detect
 from valuescope.detectors.base import Detector, Readings
 from valuescope.detectors.registry import (
     DEFAULT_DETECTOR,
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_DETECTOR",
     "Detector",
     "Readings",
+    "detect",
     "detector_names",
     "get_detector",
     "register_detector",

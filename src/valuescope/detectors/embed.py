@@ -46,7 +46,9 @@ class SentenceEmbedder:
     def __init__(self, source: str | Path, batch: int = 64) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging  # own progress bars only
 
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         self.source = str(source)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)

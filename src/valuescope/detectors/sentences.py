@@ -19,9 +19,20 @@ from valuescope.detectors.base import Detector, Readings
 from valuescope.instruments.taxonomy import Taxonomy
 from valuescope.progress import ProgressHook
 
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "ms.", "dr.", "st.", "no.")
+_ABBREVIATIONS = frozenset(["e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "ms.", "dr.", "st."])
+_NUMBERED = "no."  # an abbreviation before a number ("No. 5"), else the word no
 _END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9*-])|\n+")
-_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+
+
+def _abbreviated(piece: str, following: str) -> bool:
+    """Whether `piece` ends in an abbreviation (its last word, not a word's ending: "first."
+    is no "st.") or is a numbered list's mark, so no sentence ends there."""
+    words = piece.split()
+    last = words[-1].lstrip("\"'([").lower() if words else ""
+    if last in _ABBREVIATIONS or re.fullmatch(r"\d+[.)]", piece):  # or a list's number
+        return True
+    return last == _NUMBERED and following[:1].isdigit()
 
 
 def split_sentences(text: str) -> list[str]:
@@ -30,7 +41,7 @@ def split_sentences(text: str) -> list[str]:
     start = 0
     for match in _END.finditer(text):
         piece = text[start : match.start() + len(match.group(0).rstrip())].strip()
-        if piece.lower().endswith(_ABBREVIATIONS):
+        if _abbreviated(piece, text[match.end() :]):
             continue
         parts.append(piece)
         start = match.end()
