@@ -17,7 +17,17 @@ import pytest
 import valuescope
 
 PACKAGE = Path(valuescope.__file__).parent
-LAYERS = ["core", "backends", "instruments", "detectors", "audit", "vectors", "steering", "cli"]
+LAYERS = [
+    "core",
+    "backends",
+    "instruments",
+    "detectors",
+    "audit",
+    "vectors",
+    "rewards",
+    "steering",
+    "cli",
+]
 CORE = {"errors", "cache", "checkpoint", "folders", "progress", "yamlfile", "__init__", "__main__"}
 
 

@@ -53,6 +53,8 @@ _EXPORTS = {
     "calibrate": "valuescope.steering.calibration",
     "compose": "valuescope.steering.composition",
     "steer_to_target": "valuescope.steering.loop",
+    # rewards: personalized value rewards
+    "Reward": "valuescope.rewards.reward",
     # long runs and errors
     "progress_bar": "valuescope.progress",
     "UsageError": "valuescope.errors",
@@ -66,6 +68,7 @@ __all__ = [
     "Instrument",
     "InstrumentKind",
     "Profile",
+    "Reward",
     "RunResult",
     "RunSpec",
     "Steering",
@@ -129,6 +132,7 @@ if TYPE_CHECKING:
     from valuescope.instruments.document import Instrument
     from valuescope.instruments.taxonomy import load_taxonomy
     from valuescope.progress import progress_bar
+    from valuescope.rewards.reward import Reward
     from valuescope.steering.calibration import calibrate
     from valuescope.steering.composition import compose
     from valuescope.steering.loop import steer_to_target

@@ -26,6 +26,7 @@ from valuescope.cli.options import (
     out,
     with_server_flags,
 )
+from valuescope.cli.rewards import rewards
 from valuescope.cli.vectors import read, steer, vectors, vectors_export, vectors_import
 from valuescope.errors import UsageError, ValuescopeError
 
@@ -412,6 +413,7 @@ app.command()(read)
 app.command()(steer)
 app.command("vectors-export")(vectors_export)
 app.command("vectors-import")(vectors_import)
+app.add_typer(rewards, name="rewards")
 app.command()(detect)
 
 
