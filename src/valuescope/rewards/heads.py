@@ -20,6 +20,9 @@ import numpy as np
 from valuescope.errors import UsageError
 from valuescope.progress import ProgressHook
 
+MEMO = 100_000
+"""Texts a reader keeps the readings of (a response scored again is not read again)."""
+
 
 @dataclass(frozen=True)
 class Readout:
@@ -49,6 +52,9 @@ class Reader:
 
     def __call__(self, texts: Sequence[str], progress: ProgressHook | None = None) -> Readout:
         new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if len(self._memo) + len(new) > MEMO:  # decoding reads many candidates once each
+            self._memo.clear()
+            new = list(dict.fromkeys(texts))
         if new:
             x = np.asarray(self.detector.features(new, progress), dtype=float)  # type: ignore[attr-defined]
             scores = self.detector.heads.read(x).score  # type: ignore[attr-defined]
