@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from valuescope.backends.base import Backend, Chat, GenerationParams, LoglikelihoodRequest, Progress
+from valuescope.cache import KeptScores
+from valuescope.errors import UsageError
 from valuescope.instruments.dilemma import DilemmaItem, Wording
 
 WordingName = Literal["original", "paraphrase"]
@@ -198,12 +200,7 @@ class LikelihoodMethod:
                 plan.append((index, order))
         neutral: dict[str, float] = {}
         if self.calibrate:
-            texts = sorted({r.continuation for r in requests})
-            # A steered backend's prior is its unsteered model (see steering.SteeredBackend).
-            prior = getattr(backend, "prior", backend).loglikelihood(
-                [LoglikelihoodRequest(Chat(NEUTRAL_PROMPT, None, prefix), t) for t in texts]
-            )
-            neutral = {t: s.logprob for t, s in zip(texts, prior, strict=True)}
+            neutral = neutral_prior(backend, sorted({r.continuation for r in requests}), prefix)
         scores = backend.loglikelihood(requests, progress=_scaled(progress, requests, plan))
         values = []
         for request, score in zip(requests, scores, strict=True):
@@ -216,6 +213,39 @@ class LikelihoodMethod:
         if not self.first_person:
             return option
         return " " + option[:1].lower() + option[1:]
+
+
+def neutral_prior(backend: Backend, texts: Sequence[str], prefix: str = "") -> dict[str, float]:
+    """log P(text | the neutral prompt) per text, under `backend`'s unsteered model.
+
+    It depends on neither the system prompt nor the run, so where the model can name its
+    scores (`score_keys`: a local model without hooks) they are kept in the cache folder and
+    later runs, in any process, ask the model only for texts it never scored.
+    """
+    # A steered backend's prior is its unsteered model (see steering.SteeredBackend).
+    model = getattr(backend, "prior", backend)
+    requests = [LoglikelihoodRequest(Chat(NEUTRAL_PROMPT, None, prefix), t) for t in texts]
+    keys_of = getattr(model, "score_keys", None)
+    keys = keys_of(requests) if keys_of is not None else None
+    store = _prior_store() if keys is not None else None
+    if keys is None or store is None:
+        return {t: s.logprob for t, s in zip(texts, model.loglikelihood(requests), strict=True)}
+    kept = store.get(keys)
+    missing = [i for i, key in enumerate(keys) if key not in kept]
+    if missing:
+        scores = model.loglikelihood([requests[i] for i in missing])
+        fresh = {keys[i]: s.logprob for i, s in zip(missing, scores, strict=True)}
+        store.put(fresh)
+        kept.update(fresh)
+    return {t: kept[key] for t, key in zip(texts, keys, strict=True)}
+
+
+def _prior_store() -> KeptScores | None:
+    """The store of neutral priors; none when the cache folder cannot be written."""
+    try:
+        return KeptScores.named("priors")
+    except UsageError:
+        return None
 
 
 _ANSWER = re.compile(r"^\W*(?:option\s+)?([A-H])\b", re.IGNORECASE)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from valuescope.backends.spec import ModelSpec
 from valuescope.backends.template import render
 from valuescope.errors import ModelNotAvailableError, UsageError
 
+SHARED_PREFIX = 8
+"""Contexts of a batch that start with at least this many common tokens run them once."""
 TOKEN_BUDGET = 8192
 """Tokens in one forward pass at most (batch x padded length): what bounds peak memory.
 Typical items (a few hundred tokens) batch as before; long ones go fewer at a time."""
@@ -77,6 +81,7 @@ class LocalBackend:
         if pad is None:
             pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
         self.pad_id: int = int(pad)
+        self._weights = _WeightsDigest()
 
     @classmethod
     def from_dir(
@@ -167,6 +172,24 @@ class LocalBackend:
             raise ValueError(f"continuation {continuation!r} encodes to no tokens")
         return _Encoded(tuple(ctx), tuple(cont))
 
+    def score_keys(self, requests: Sequence[LoglikelihoodRequest]) -> list[str] | None:
+        """Per request, a key that fixes its log-likelihood under this model as it is now, to
+        keep scores across runs: the weights' content and the exact token ids (so the chat
+        template and the prompt are in it). None while anything hooks the model (a steering,
+        a recording): its numbers are then not the weights' own."""
+        if _hooked(self.model):
+            return None
+        model = self._weights(self.model)
+        rendered: dict[Context, str] = {}
+        keys = []
+        for request in requests:
+            if request.context not in rendered:
+                rendered[request.context] = self.render(request.context)
+            enc = self.encode_pair(rendered[request.context], request.continuation)
+            ids = f"{model}|{enc.context}|{enc.continuation}"
+            keys.append(hashlib.sha256(ids.encode()).hexdigest())
+        return keys
+
     # -- log-likelihood ---------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -207,22 +230,40 @@ class LocalBackend:
         return ids, mask
 
     def _prefill(
-        self, sequences: Sequence[Sequence[int]]
+        self, sequences: Sequence[Sequence[int]], shared: int = 0, key: Hashable | None = None
     ) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """Run left-padded prompts once, keeping their KV cache and last-position logits.
 
+        With `shared` > 0 the sequences' first `shared` tokens (the same in all) run once and
+        their cache is copied to every row; each row's padding then sits between that prefix
+        and its own tokens, masked like any padding. `key` names the passes for replay.
         Returns the model output, the attention mask and the position ids (padding-aware).
         """
-        ids, mask = self._left_pad(sequences)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         device = self.model.device
-        out = self.model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        replay = self._residual.replay
+        past: dict[str, Any] = {}
+        if shared:
+            with replay.pass_of(key, "prefix"):
+                head = self.model(
+                    input_ids=torch.tensor([list(sequences[0][:shared])], device=device),
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+            cache = _kv_cache(head)
+            cache.reorder_cache(torch.zeros(len(sequences), dtype=torch.long, device=device))
+            past[self._cache_arg] = cache
+        ids, own = self._left_pad([s[shared:] for s in sequences])
+        mask = torch.cat([torch.ones((len(sequences), shared), dtype=torch.long), own], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with replay.pass_of(key, "context"):
+            out = self.model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions[:, shared:].to(device),
+                use_cache=True,
+                logits_to_keep=1,
+                **past,
+            )
         return out, mask, positions
 
     def _score_batch(
@@ -254,8 +295,9 @@ class LocalBackend:
     ) -> list[tuple[int, Loglikelihood]]:
         device = self.model.device
         replay = self._residual.replay
-        with replay.pass_of(key, "context"):
-            out, mask, _ = self._prefill([ctx for ctx, _ in batch])
+        contexts = [ctx for ctx, _ in batch]
+        shared = _shared_prefix(contexts)
+        out, mask, _ = self._prefill(contexts, shared, key)
         first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
 
         rows = [(group, index) for group, (_, members) in enumerate(batch) for index in members]
@@ -284,7 +326,8 @@ class LocalBackend:
                     **{self._cache_arg: cache},
                 )
             later = torch.log_softmax(out2.logits.float(), dim=-1)
-        replay.complete(key, ("context", "continuation") if rest_width > 0 else ("context",))
+        parts = ("prefix",) * bool(shared) + ("context",) + ("continuation",) * (rest_width > 0)
+        replay.complete(key, parts)
         found = []
         for row, (group, index) in enumerate(rows):
             cont = conts[row]
@@ -509,6 +552,19 @@ def _budgeted(
         yield batch
 
 
+def _shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens that all `sequences` start with, worth running once (0 if too few to pay), and
+    always short of the shortest one: each row needs a token of its own for its logits."""
+    if len(sequences) < 2:
+        return 0
+    shortest = min(len(s) for s in sequences)
+    first = sequences[0]
+    length = 0
+    while length < shortest - 1 and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return length if length >= SHARED_PREFIX else 0
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -526,3 +582,64 @@ def _stable_hash(text: str) -> int:
     import zlib
 
     return zlib.crc32(text.encode("utf-8"))
+
+
+def _hooked(model: torch.nn.Module) -> bool:
+    """Whether anything but the weights shapes the model's outputs: forward hooks (global or on
+    a module) or a module whose `forward` was replaced on the instance."""
+    from torch.nn.modules import module as modules
+
+    if modules._global_forward_hooks or modules._global_forward_pre_hooks:
+        return True
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ for m in model.modules()
+    )
+
+
+class _WeightsDigest:
+    """A digest of a model's weights by content, with its architecture, config and dtype.
+
+    Hashing every byte takes a moment, so a tensor is hashed again only when its stamp moved:
+    its storage, its version counter (bumped by in-place writes such as an optimizer step) or
+    the sum of every 997th element (which catches writes through `.data`, which bump nothing).
+    """
+
+    STRIDE = 997
+
+    def __init__(self) -> None:
+        self._memo: dict[str, tuple[tuple[object, ...], str]] = {}
+
+    def __call__(self, model: Any) -> str:
+        import transformers
+
+        config = model.config.to_dict()
+        for noise in ("_name_or_path", "transformers_version"):
+            config.pop(noise, None)
+        head = {
+            "class": type(model).__name__,
+            "config": config,
+            "attention": getattr(model.config, "_attn_implementation", None),
+            "versions": [torch.__version__, transformers.__version__],
+            "device": str(next(model.parameters()).device.type),
+        }
+        digest = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
+        with torch.no_grad():
+            for name, tensor in model.state_dict(keep_vars=True).items():
+                digest.update(f"{name}:{self._tensor(name, tensor.detach())};".encode())
+        return digest.hexdigest()
+
+    def _tensor(self, name: str, tensor: torch.Tensor) -> str:
+        flat = tensor.reshape(-1)
+        try:
+            version = tensor._version
+        except RuntimeError:  # an inference tensor keeps no version counter
+            version = -1
+        sample = float(flat[:: self.STRIDE].sum(dtype=torch.float64)) if flat.numel() else 0.0
+        stamp = (tensor.data_ptr(), version, tuple(tensor.shape), str(tensor.dtype), sample)
+        memo = self._memo.get(name)
+        if memo is not None and memo[0] == stamp:
+            return memo[1]
+        raw = flat.contiguous().cpu().view(torch.uint8).numpy()
+        found = f"{tensor.dtype}{tuple(tensor.shape)}{hashlib.blake2b(raw.data).hexdigest()}"
+        self._memo[name] = (stamp, found)
+        return found
