@@ -196,9 +196,9 @@ def detect(
 
     check_detector_name(detector)
     tax = load_taxonomy(taxonomy)
+    check_out_file(out_file, "detections.csv")
     if out_file.suffix.lower() != ".csv":
         raise UsageError(f"--out {str(out_file)!r}: give a .csv file, e.g. detections.csv")
-    check_out_file(out_file, "detections.csv")
     if file is not None and texts:
         raise UsageError("give texts as arguments or --file, not both")
     if file is None:
@@ -209,10 +209,10 @@ def detect(
         given = Texts([str(n) for n in range(1, len(texts) + 1)], list(texts))
     else:
         given = read_texts(file, column)
-    if given.skipped:
-        err.print(f"valuescope: {given.skipped} empty texts left out", markup=False)
     if not given.texts:
         raise UsageError(f"--file {str(file)!r}: no texts to read (every one is empty)")
+    if given.skipped:
+        err.print(f"valuescope: {given.skipped} empty texts left out", markup=False)
     options = {}
     if labels is not None:
         from valuescope.detectors.labelled import load_labelled
