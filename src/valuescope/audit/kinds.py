@@ -34,6 +34,8 @@ FLAGS = {
     "paraphrase": "--paraphrase/--no-paraphrase",
     "panel": "--alpha",
     "interventions": "--steer",
+    "samples": "--samples",
+    "detector": "--detector",
 }
 """The `RunSpec` settings a kind may or may not honour, by the flag that sets them."""
 
@@ -59,12 +61,18 @@ class RunSpec:
     panel: Mapping[str, str] | None = None
     """Respondents besides the model itself (name -> system prompt), e.g. the personas."""
     interventions: tuple[Intervention, ...] = ()
+    samples: int | None = None
+    """Answers per prompt (open instruments)."""
+    detector: str | None = None
+    """The detector that reads free-text answers, then those it is compared with (`a,b`)."""
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise UsageError("--limit must be a positive number of items")
         if self.budget is not None and self.budget < 1:
             raise UsageError("--budget must be a positive number of comparisons")
+        if self.samples is not None and self.samples < 1:
+            raise UsageError("--samples must be a positive number of answers per prompt")
 
     def given(self) -> list[str]:
         """The settings of `FLAGS` that differ from their defaults."""
@@ -223,6 +231,7 @@ _REGISTRY: dict[str, KindFactory] = {
     "dilemma": _builtin("valuescope.audit.dilemma"),
     "likert": _builtin("valuescope.audit.likert"),
     "pairwise": _builtin("valuescope.audit.pairwise"),
+    "open": _builtin("valuescope.audit.open"),
 }
 _LOADED: dict[str, InstrumentKind] = {}
 

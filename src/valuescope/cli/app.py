@@ -113,6 +113,21 @@ def audit(
         ),
     ] = None,
     taxonomy: TaxonomyOpt = None,
+    samples: Annotated[
+        int | None,
+        typer.Option(
+            help="Open (free-text) instruments: answers per prompt, sampled at temperature 0.7 "
+            "(default 2)."
+        ),
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Open instruments: the detector that reads the answers, then any it is compared "
+            "with, e.g. embed,lexicon (default: embed, plus lexicon on Schwartz); also judge:"
+            "<model spec> and probe:<model spec>. See docs/detect.md."
+        ),
+    ] = None,
     steer: Annotated[
         str | None,
         typer.Option(
@@ -156,7 +171,8 @@ def audit(
 
         interventions = (parse_steer(steer, check_mode(steer_mode or "add", "--steer-mode")),)
     spec = RunSpec(model=model, method=method, system=system, seed=seed, limit=limit,
-                   budget=budget, paraphrase=paraphrase, interventions=interventions)  # fmt: skip
+                   budget=budget, paraphrase=paraphrase, interventions=interventions,
+                   samples=samples, detector=detector)  # fmt: skip
     specs = _specs_for(loaded, spec, alpha)
     against = _check_baseline(baseline, fail_on, loaded, specs)
     check_out_dir(out_dir)
@@ -239,8 +255,8 @@ def _load_instruments(
         raise UsageError(
             "--value-map applies to dailydilemmas:, utility-options: and table: instruments"
         )
-    if columns is not None and not any(s[0] == "table" for s in sources.values()):
-        raise UsageError("--columns applies to table:<file or hf:dataset> instruments")
+    if columns is not None and not any(s[0] in ("table", "open") for s in sources.values()):
+        raise UsageError("--columns applies to table: and open: <file or hf:dataset> instruments")
     loaded = []
     for name in names:
         if name in sources:
@@ -344,8 +360,9 @@ def _convert(
         converted, unmapped, dropped = load_utility_options(location, value_map, taxonomy)
         units = "options"
     else:
+        kind = "open" if prefix == "open" else None
         converted, unmapped, dropped = load_table(
-            location, parse_columns(columns), value_map, taxonomy
+            location, parse_columns(columns, kind), value_map, taxonomy
         )
         units = "rows"
     if unmapped:
@@ -434,6 +451,13 @@ def validate(
         typer.Option(help="Pairwise instruments: comparisons per run (default 4 per outcome)."),
     ] = None,
     taxonomy: TaxonomyOpt = None,
+    samples: Annotated[
+        int | None, typer.Option(help="Open instruments: answers per prompt (default 2).")
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(help="Open instruments: the detector(s) reading the answers (see audit)."),
+    ] = None,
     options: dict[str, Any] | None = None,
 ) -> None:
     """Persona recovery: audit once per value persona and check the value moves most."""
@@ -443,7 +467,8 @@ def validate(
     from valuescope.audit.recovery import run_validation
     from valuescope.progress import progress_bar
 
-    spec = RunSpec(model=model, method=method, seed=seed, limit=limit, budget=budget)
+    spec = RunSpec(model=model, method=method, seed=seed, limit=limit, budget=budget,
+                   samples=samples, detector=detector)  # fmt: skip
     loaded = load_instrument(instrument, taxonomy)
     check_spec(loaded, spec)
     check_out_dir(out_dir)

@@ -27,6 +27,8 @@ BUILTIN_INSTRUMENTS = (
     "moral-foundations-dilemmas",
     "schwartz-portraits",
     "schwartz-outcomes",
+    "schwartz-open",
+    "moral-foundations-open",
 )
 
 

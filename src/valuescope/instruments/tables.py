@@ -8,6 +8,7 @@ the user is online, Hugging Face hub datasets (`hf:<dataset id or local dataset 
     --instrument dailydilemmas:<file.csv | hf:kellycyy/daily_dilemmas> --value-map <map.yaml>
     --instrument utility-options:<file.json> --value-map <map.yaml>
     --instrument table:<file.csv | file.jsonl | hf:...> --columns text=...,value=...,keyed=...
+    --instrument open:<file.csv | hf:...> --columns text=...,values=...[,paraphrase=...]
 """
 
 from __future__ import annotations
@@ -25,13 +26,19 @@ from valuescope.instruments.dilemma import TABLE as DILEMMA_TABLE
 from valuescope.instruments.dilemma import DilemmaItem, Dilemmas, Option
 from valuescope.instruments.document import Instrument
 from valuescope.instruments.likert import TABLE as LIKERT_TABLE
+from valuescope.instruments.open import TABLE as OPEN_TABLE
 from valuescope.instruments.pairwise import TABLE as PAIRWISE_TABLE
 from valuescope.instruments.pairwise import Outcome, OutcomeSet
 from valuescope.instruments.rows import Row, TableLayout, ValueMapping, layout_for, value_names
 from valuescope.instruments.taxonomy import Taxonomy, check_value, load_taxonomy
 from valuescope.yamlfile import read_yaml
 
-PREFIXES = {"dailydilemmas": "dilemma", "utility-options": "pairwise", "table": "table"}
+PREFIXES = {
+    "dailydilemmas": "dilemma",
+    "utility-options": "pairwise",
+    "table": "table",
+    "open": "open",
+}
 HUB = "hf:"
 Rows = list[dict[str, Any]]
 
@@ -280,10 +287,12 @@ def load_utility_options(
     return outcome_set, dict(sorted(mapping.unmapped.items())), dropped
 
 
-LAYOUTS = (DILEMMA_TABLE, LIKERT_TABLE, PAIRWISE_TABLE)
+LAYOUTS = (DILEMMA_TABLE, LIKERT_TABLE, PAIRWISE_TABLE, OPEN_TABLE)
+"""Tried in order by their marker field; open prompts share pairwise's fields, so an `open:`
+source names its kind."""
 """The kinds a table can hold, tried in this order by their marker field (a dilemma names
 `option`, a likert item `value`, a pairwise outcome `values`)."""
-COLUMNS_HELP = "; ".join(layout.help for layout in LAYOUTS)
+COLUMNS_HELP = "; ".join(layout.help for layout in LAYOUTS[:-1])
 
 
 @dataclass(frozen=True)
@@ -302,8 +311,10 @@ class Columns:
         return found[0] if found else None
 
 
-def parse_columns(spec: str | None) -> Columns:
-    """`text=situation,option=a|b,values=va|vb` -> Columns of the dilemma layout."""
+def parse_columns(spec: str | None, kind: str | None = None) -> Columns:
+    """`text=situation,option=a|b,values=va|vb` -> Columns of the dilemma layout.
+
+    `kind` picks the layout where the fields alone do not (`open:` sources: text, values)."""
     if not spec:
         raise UsageError(f"table: instruments need --columns naming the columns of {COLUMNS_HELP}")
     fields: dict[str, tuple[str, ...]] = {}
@@ -315,7 +326,9 @@ def parse_columns(spec: str | None) -> Columns:
         if name in fields:
             raise UsageError(f"--columns: field {name!r} given twice")
         fields[name] = tuple(c.strip() for c in given.split("|"))
-    layout = layout_for(LAYOUTS, fields)
+    layout = (
+        next(lay for lay in LAYOUTS if lay.kind == kind) if kind else layout_for(LAYOUTS, fields)
+    )
     kind = layout.kind
     unknown = set(fields) - layout.required - layout.optional
     if unknown:
