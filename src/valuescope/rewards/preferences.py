@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -311,11 +312,8 @@ def load_preferences(location: str) -> Preferences:
     if location.startswith(HUB) and "#" in location:
         rows = _hub_config_rows(location[len(HUB) :])
     else:
-        if not location.startswith(HUB):
-            from pathlib import Path
-
-            if not Path(location).expanduser().is_file():
-                raise UsageError(f"--preferences {location!r}: no such file")
+        if not location.startswith(HUB) and not Path(location).expanduser().is_file():
+            raise UsageError(f"--preferences {location!r}: no such file")
         rows, _ = read_rows(location)
     if not rows:
         raise UsageError(f"{location}: has no rows")

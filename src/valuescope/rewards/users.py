@@ -33,12 +33,6 @@ class Comparisons:
     weight: np.ndarray  # (n,)
     users: tuple[str, ...]
 
-    def of(self, u: int) -> Comparisons:
-        rows = self.user == u
-        return Comparisons(
-            self.x[rows], np.zeros(int(rows.sum()), dtype=int), self.weight[rows], (self.users[u],)
-        )
-
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * z))
