@@ -175,3 +175,11 @@ def test_a_personalllm_like_hub_folder_loads_each_reward_model_as_a_user(tmp_pat
     assert by_user["gemma_2b"] == ("answer 8 to 1", "answer 1 to 1")
     assert by_user["beaver_7b"] == ("answer 1 to 1", "answer 8 to 1")
     assert len(load_preferences(f"hf:{folder}@test")) == 2
+
+
+def test_an_unknown_hub_config_is_one_line_naming_the_dataset(tmp_path: Path) -> None:
+    folder = prism_folder(tmp_path / "prism-alignment")
+    with pytest.raises(UsageError) as caught:
+        load_preferences(f"hf:{folder}#survey")
+    assert f"hf:{folder}#survey: could not load the dataset" in str(caught.value)
+    assert "\n" not in str(caught.value)
