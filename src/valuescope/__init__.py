@@ -53,6 +53,8 @@ _EXPORTS = {
     "calibrate": "valuescope.steering.calibration",
     "compose": "valuescope.steering.composition",
     "steer_to_target": "valuescope.steering.loop",
+    "Alignment": "valuescope.steering.alignment",
+    "best_of_n": "valuescope.steering.strategies",
     # rewards: personalized value rewards
     "Reward": "valuescope.rewards.reward",
     # long runs and errors
@@ -62,6 +64,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Alignment",
     "Backend",
     "Chat",
     "GenerationParams",
@@ -77,6 +80,7 @@ __all__ = [
     "ValuescopeError",
     "VectorSet",
     "__version__",
+    "best_of_n",
     "calibrate",
     "compose",
     "detect",
@@ -133,9 +137,11 @@ if TYPE_CHECKING:
     from valuescope.instruments.taxonomy import load_taxonomy
     from valuescope.progress import progress_bar
     from valuescope.rewards.reward import Reward
+    from valuescope.steering.alignment import Alignment
     from valuescope.steering.calibration import calibrate
     from valuescope.steering.composition import compose
     from valuescope.steering.loop import steer_to_target
     from valuescope.steering.operators import Steering, Term
+    from valuescope.steering.strategies import best_of_n
     from valuescope.vectors.contrast import load_contrast
     from valuescope.vectors.extract import VectorSet, extract_vectors, read_texts

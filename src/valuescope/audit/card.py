@@ -135,6 +135,27 @@ def kind_card(doc: dict[str, Any]) -> tuple[list[DiagnosticRow], list[CardSectio
     return kind.card(doc)
 
 
+def alignment_section(doc: dict[str, Any]) -> CardSection:
+    """The reward detector's and the measuring detector's readings of an aligned run, side by
+    side, with the alignment's fluency and speed costs."""
+    record = doc["alignment"]
+    labels = {v: info["label"] for v, info in doc.get("values", {}).items()}
+    measured = (doc.get("open") or {}).get("signed", {})
+    reading = record.get("reward_reading", {})
+    rows = [
+        {
+            "value": v,
+            "label": labels.get(v, v),
+            "plain": reading.get("plain", {}).get(v),
+            "aligned": reading.get("aligned", {}).get(v),
+            "measured": (measured.get(v) or {}).get("score"),
+        }
+        for v in record.get("values", [])
+    ]
+    context = {**record, "rows": rows, "measuring": (doc.get("open") or {}).get("detector")}
+    return CardSection("alignment.html.j2", context)
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -163,6 +184,8 @@ def render_card(
         verdict = str(doc["diagnostics"].get("verdict", ""))
         cls = "bad" if verdict.startswith("not") else "warn" if verdict.startswith("weak") else ""
         rows, sections = kind_card(doc)
+        if doc.get("alignment"):
+            sections = [*sections, alignment_section(doc)]
         parts = [
             {"template": s.template if s.source is None else env.from_string(s.source),
              "context": s.context}

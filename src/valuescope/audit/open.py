@@ -516,7 +516,7 @@ class OpenKind:
     """Open prompts answered freely and read by value detectors."""
 
     name = "open"
-    honours = frozenset({"method", "limit", "paraphrase", "samples", "detector"})
+    honours = frozenset({"method", "limit", "paraphrase", "samples", "detector", "interventions"})
     methods = ("generate",)
 
     def hint(self, setting: str) -> str:
@@ -534,6 +534,13 @@ class OpenKind:
             raise UsageError(f"--samples {spec.samples}: at most 64 answers per prompt")
         for name in detector_names(instrument, spec):
             check_detector_name(name)
+        measuring = detector_names(instrument, spec)[0]
+        for intervention in spec.interventions:  # decoding under a reward (`--align`)
+            if getattr(intervention, "reward_detector", None) == measuring:
+                raise UsageError(
+                    f"--reward {measuring}: the detector that measures a run is never its "
+                    "reward; pick another --reward or --detector"
+                )
         if spec.paraphrase and not instrument.has_paraphrases:
             raise UsageError(
                 f"--paraphrase: {instrument.name} has no second wordings (field 'paraphrase')"

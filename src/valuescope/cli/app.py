@@ -142,6 +142,33 @@ def audit(
             "where needed)."
         ),
     ] = None,
+    align: Annotated[
+        str | None,
+        typer.Option(
+            help="Decode under a value reward: value=weight[,value=weight] (a negative weight "
+            "asks for less), or user:MODEL.json:USER (a fitted user's reward); see "
+            "docs/alignment.md. Only generated answers change."
+        ),
+    ] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(help="With --align: best-of-n, resample, guided (local models) or sentence."),
+    ] = "best-of-n",
+    n_samples: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            help="With --align: samples per answer (best-of-n, resample), tries per "
+            "sentence (sentence); default 8.",
+        ),
+    ] = None,
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="With --align: the detector the reward reads with (default lexicon, or embed "
+            "when the lexicon measures); never the run's measuring --detector."
+        ),
+    ] = None,
     baseline: Annotated[
         Path | None,
         typer.Option(
@@ -170,6 +197,7 @@ def audit(
         from valuescope.steering.operators import check_mode, parse_steer
 
         interventions = (parse_steer(steer, check_mode(steer_mode or "add", "--steer-mode")),)
+    interventions += _alignment(align, strategy, n_samples, reward, detector, loaded)
     spec = RunSpec(model=model, method=method, system=system, seed=seed, limit=limit,
                    budget=budget, paraphrase=paraphrase, interventions=interventions,
                    samples=samples, detector=detector)  # fmt: skip
@@ -182,6 +210,28 @@ def audit(
             _compare_with_baseline(against, out_dir, fail_on)
         return
     _audit_several(names, loaded, specs, out_dir, seed, options or {})
+
+
+def _alignment(
+    align: str | None,
+    strategy: str,
+    n: int | None,
+    reward: str | None,
+    detector: str | None,
+    loaded: list[Any],
+) -> tuple[Any, ...]:
+    """The --align intervention (none without it), refused before any model loads when its
+    reward is the run's measuring detector."""
+    if align is None:
+        if reward is not None or n is not None or strategy != "best-of-n":
+            raise UsageError("--strategy, -n and --reward apply with --align value=weight")
+        return ()
+    from valuescope.detectors.registry import DEFAULT_DETECTOR
+    from valuescope.steering.alignment import parse_align
+
+    measuring = (detector.split(",")[0].strip() if detector else None) or DEFAULT_DETECTOR
+    taxonomy = loaded[0].taxonomy.name
+    return (parse_align(align, strategy, n, reward, measuring, taxonomy),)
 
 
 def _check_baseline(
