@@ -1,0 +1,300 @@
+"""Decoding-time value alignment against activation steering, judged on free text (embedded model).
+
+For each Schwartz value, the first PROMPTS `schwartz-open` prompts that put it at stake are
+answered (temperature 0.7, MAX_NEW_TOKENS tokens) under: plain sampling; best-of-N (N samples,
+the one the REWARD detector reads as upholding the value most); guided decoding (ARGS-style,
+`valuescope.steering.guided`, top-k candidates rescored by the reward of the partial text);
+activation steering (the value's mean-diff vector at the layer and coefficient that
+`bench/steering_bench.py` calibrated within 10% perplexity on the neutral texts). Each answer
+is read by the MEASURING detector (a different one), sentence by sentence as open audits read;
+control success = share of answers whose measuring reading of the value is positive.
+
+    .venv/bin/python bench/alignment.py            # resumes from runs/alignment/answers.json
+
+Figures go to bench/results/alignment.json (docs/results/alignment.md reads them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from valuescope import load_backend
+from valuescope.audit.kinds import load_instrument
+from valuescope.audit.open import answer_status
+from valuescope.audit.profile import bootstrap_ci
+from valuescope.backends.base import Chat, GenerationParams, LoglikelihoodRequest
+from valuescope.detectors.registry import get_detector
+from valuescope.detectors.sentences import read_by_sentence
+from valuescope.steering.guided import guided_generate
+from valuescope.steering.operators import SteeredBackend, Steering, Term
+from valuescope.steering.palette import solve_palette
+from valuescope.steering.rewards import ValueReward
+from valuescope.vectors.extract import VectorSet
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "alignment.json"
+RUNS = Path("runs/alignment")
+ANSWERS = RUNS / "answers.json"
+PROMPTS = 3
+N = 8
+MAX_NEW_TOKENS = 48
+TEMPERATURE = 0.7
+REWARD = "lexicon"
+MEASURING = "embed"
+GUIDED_WEIGHT = 4.0
+TOP_K = 8
+VECTORS = Path.home() / ".cache/valuescope/detectors/vectors-de42a8d2fe4edcad265e9fe5.safetensors"
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    found = fn()
+    return found, time.perf_counter() - started
+
+
+def generate_all(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) -> None:
+    """Every condition's answers, value by value, saved after each (a rerun skips them)."""
+    params = GenerationParams(MAX_NEW_TOKENS, TEMPERATURE, n=N, seed=0)
+    one = GenerationParams(MAX_NEW_TOKENS, TEMPERATURE, n=1, seed=0)
+    success = load(HERE / "results" / "steering.json").get("success", {})
+    vectors = VectorSet.load(VECTORS) if VECTORS.exists() else None
+    for value, texts in prompts.items():
+        chats = [Chat(t) for t in texts]
+        entry = store.setdefault(value, {})
+        reward = ValueReward(get_detector(REWARD), {value: 1.0})
+        plain_reward = reward.referenced(np.zeros((1, 1)))  # r_ref = 0
+        jobs = {
+            "pool": lambda c=chats: backend.generate(c, params),
+            "plain1": lambda c=chats: backend.generate(c, one),
+            "guided": lambda c=chats, r=plain_reward: guided_generate(
+                backend, c, one, r, GUIDED_WEIGHT, TOP_K
+            ),
+        }
+        if vectors is not None and value in success:
+            s = success[value]
+            steering = Steering(vectors, [Term(value, int(s["layer"]), float(s["coef"]))])
+            steered = SteeredBackend(backend, steering)
+            jobs["steered"] = lambda b=steered, c=chats: b.generate(c, one)
+            jobs["steered_pool"] = lambda b=steered, c=chats: b.generate(c, params)
+            entry["steering"] = {"layer": s["layer"], "coef": s["coef"],
+                                 "neutral_fluency_cost": s["fluency_cost"]}  # fmt: skip
+        for name, job in jobs.items():
+            if name in entry:
+                continue
+            answers, seconds = timed(job)
+            tokens = sum(backend.count_tokens(a) for g in answers for a in g)
+            entry[name] = {"answers": answers, "seconds": seconds, "tokens": tokens}
+            print(f"{value} {name}: {seconds:.0f} s, {tokens / seconds:.1f} tokens/s", flush=True)
+            save(store, ANSWERS)
+
+
+def readings(texts: list[str], detector: Any, value: str, by_sentence: bool) -> np.ndarray:
+    if not texts:
+        return np.zeros(0)
+    found = read_by_sentence(detector, texts).answers if by_sentence else detector.read(texts)
+    return np.asarray(found.score[:, found.values.index(value)], dtype=float)
+
+
+def perplexity(backend: Any, prompts: list[str], answers: list[str]) -> float:
+    asked = [LoglikelihoodRequest(Chat(p), a) for p, a in zip(prompts, answers, strict=True)
+             if a.strip()]  # fmt: skip
+    got = backend.loglikelihood(asked)
+    return math.exp(-sum(r.logprob for r in got) / sum(r.n_tokens for r in got))
+
+
+def share(x: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    hits = (x > 0).astype(float)
+    lo, hi = bootstrap_ci(hits.tolist(), seed)
+    return {"rate": float(hits.mean()), "ci": [lo, hi], "n": len(hits)}
+
+
+def figures(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) -> dict[str, Any]:
+    measuring, rewarding = get_detector(MEASURING), get_detector(REWARD)
+    per_value: dict[str, Any] = {}
+    pooled: dict[str, list[dict[str, Any]]] = {}
+    curve: dict[int, dict[str, list[float]]] = {}
+    for value, texts in prompts.items():
+        entry = store[value]
+        pool = entry["pool"]["answers"]  # prompts x N
+        flat = [a for g in pool for a in g]
+        m = readings(flat, measuring, value, True).reshape(len(texts), N)
+        r = readings(flat, rewarding, value, False).reshape(len(texts), N)
+        best = r.argmax(axis=1)
+        conditions: dict[str, list[str]] = {
+            "plain": [g[0] for g in pool],
+            "best_of_8": [g[int(b)] for g, b in zip(pool, best, strict=True)],
+            "guided": [g[0] for g in entry["guided"]["answers"]],
+        }
+        speed = {
+            "plain": entry["plain1"]["tokens"] / entry["plain1"]["seconds"],
+            "best_of_8": entry["pool"]["tokens"] / N / entry["pool"]["seconds"],
+            "guided": entry["guided"]["tokens"] / entry["guided"]["seconds"],
+        }
+        if "steered" in entry:
+            spool = entry["steered_pool"]["answers"]
+            sflat = [a for g in spool for a in g]
+            sr = readings(sflat, rewarding, value, False).reshape(len(texts), N)
+            conditions["steered"] = [g[0] for g in entry["steered"]["answers"]]
+            chosen = sr.argmax(axis=1)
+            conditions["steered_best_of_8"] = [
+                g[int(b)] for g, b in zip(spool, chosen, strict=True)
+            ]
+            speed["steered"] = entry["steered"]["tokens"] / entry["steered"]["seconds"]
+            sp = entry["steered_pool"]
+            speed["steered_best_of_8"] = sp["tokens"] / N / sp["seconds"]
+        plain_ppl = perplexity(backend, texts, conditions["plain"])
+        rows: dict[str, Any] = {}
+        for name, answers in conditions.items():
+            mm = readings(answers, measuring, value, True)
+            rr = readings(answers, rewarding, value, False)
+            ppl = plain_ppl if name == "plain" else perplexity(backend, texts, answers)
+            status = [answer_status(a)[0] for a in answers]
+            rows[name] = {
+                "success": share(mm),
+                "measuring": float(mm.mean()),
+                "reward": float(rr.mean()),
+                "fluency_cost": ppl / plain_ppl - 1,
+                "degenerate": sum(s not in ("ok", "cut off") for s in status) / len(status),
+                "tokens_per_second": speed[name],
+            }
+            pooled.setdefault(name, []).append({"m": mm.tolist()})
+        for row in rows.values():
+            row["reward_gain"] = row["reward"] - rows["plain"]["reward"]
+            row["measuring_gain"] = row["measuring"] - rows["plain"]["measuring"]
+        per_value[value] = {"conditions": rows, "steering": entry.get("steering")}
+        for n in (1, 2, 4, 8):
+            pick = r[:, :n].argmax(axis=1)
+            got = curve.setdefault(n, {"reward": [], "measuring": [], "success": []})
+            got["reward"] += r[np.arange(len(texts)), pick].tolist()
+            got["measuring"] += m[np.arange(len(texts)), pick].tolist()
+            got["success"] += (m[np.arange(len(texts)), pick] > 0).astype(float).tolist()
+        overhead = {"plain_tokens_per_second": speed["plain"],
+                    "guided_tokens_per_second": speed["guided"]}  # fmt: skip
+        per_value[value]["overhead"] = overhead
+    summary = {}
+    for name, parts in pooled.items():
+        hits = np.concatenate([np.asarray(p["m"]) > 0 for p in parts]).astype(float)
+        lo, hi = bootstrap_ci(hits.tolist(), 0)
+        rows_all = [c[name] for v in per_value if name in (c := per_value[v]["conditions"])]
+        summary[name] = {
+            "success": {"rate": float(hits.mean()), "ci": [lo, hi], "n": len(hits)},
+            "fluency_cost": float(np.mean([x["fluency_cost"] for x in rows_all])),
+            "tokens_per_second": float(np.mean([x["tokens_per_second"] for x in rows_all])),
+            "reward_gain": float(np.mean([x["reward_gain"] for x in rows_all])),
+            "measuring_gain": float(np.mean([x["measuring_gain"] for x in rows_all])),
+            "degenerate": float(np.mean([x["degenerate"] for x in rows_all])),
+        }
+    base = summary["plain"]["success"]["rate"]
+    for row in summary.values():
+        row["gain_points"] = 100 * (row["success"]["rate"] - base)
+    bon = {
+        str(n): {
+            "reward": float(np.mean(c["reward"])),
+            "measuring": float(np.mean(c["measuring"])),
+            "success": float(np.mean(c["success"])),
+            "kl_bound": math.log(n) - (n - 1) / n,
+        }
+        for n, c in curve.items()
+    }
+    return {"values": per_value, "summary": summary, "best_of_n": bon,
+            "palette": palette(prompts, store, rewarding, measuring)}  # fmt: skip
+
+
+def palette(prompts: dict[str, list[str]], store: dict[str, Any], rewarding: Any,
+            measuring: Any) -> dict[str, Any]:  # fmt: skip
+    """Benevolence and universalism up, power down, over the pools of those values' prompts."""
+    names = ("benevolence", "universalism", "power")
+    pools = [g for v in names for g in store[v]["pool"]["answers"]]
+    flat = [a for g in pools for a in g]
+    cols = list(rewarding.taxonomy.ids)
+    rr = rewarding.read(flat)
+    parts = rr.score[:, [cols.index(v) for v in names]].reshape(len(pools), N, len(names))
+    mm = read_by_sentence(measuring, flat).answers
+    measured = mm.score[:, [cols.index(v) for v in names]].reshape(len(pools), N, len(names))
+    plain = parts[:, 0].mean(axis=0)
+    found = {}
+    for label, delta in (("modest", (0.05, 0.05, -0.05)), ("ambitious", (0.3, 0.3, -0.3))):
+        targets = {v: float(p + d) for v, p, d in zip(names, plain, delta, strict=True)}
+        solved = solve_palette(parts, targets, names)
+        lam = np.array([solved.weights[v] for v in names])
+        found[label] = {
+            **solved.as_dict(),
+            "plain": dict(zip(names, map(float, plain), strict=True)),
+            "measuring_plain": named(names, measured[:, 0].mean(axis=0)),
+            "measuring_tilted": named(names, tilted_mean_other(parts, measured, lam)),
+        }
+    return {"prompts": len(pools), "samples": N, **found}
+
+
+def named(names: tuple[str, ...], row: np.ndarray) -> dict[str, float]:
+    return dict(zip(names, map(float, row), strict=True))
+
+
+def tilted_mean_other(parts: np.ndarray, other: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """The measuring readings' mean under the weights exp(lambda . reward parts)."""
+    logits = parts @ lam
+    logits -= logits.max(axis=1, keepdims=True)
+    w = np.exp(logits)
+    w /= w.sum(axis=1, keepdims=True)
+    return np.asarray((w[..., None] * other).sum(axis=1).mean(axis=0))
+
+
+def main() -> None:
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
+    instrument = load_instrument("schwartz-open")
+    prompts = {
+        v: [i.text for i in instrument.items if v in i.values][:PROMPTS]
+        for v in instrument.taxonomy.ids
+    }
+    backend = load_backend("smollm2")
+    store = load(ANSWERS)
+    generate_all(backend, prompts, store)
+    found = figures(backend, prompts, store)
+    doc = {
+        "benchmark": "alignment",
+        "command": "python bench/alignment.py",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "settings": {
+            "prompts_per_value": PROMPTS,
+            "n": N,
+            "max_new_tokens": MAX_NEW_TOKENS,
+            "temperature": TEMPERATURE,
+            "reward": REWARD,
+            "measuring": MEASURING,
+            "guided_weight": GUIDED_WEIGHT,
+            "top_k": TOP_K,
+        },
+        **found,
+    }
+    save(doc, RESULTS)
+    print(json.dumps(doc["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
