@@ -6,12 +6,13 @@ embed read sentence by sentence, probe:smollm2 and judge:smollm2; and the regula
 `heads.choose_c` picks for the embed and lexicon heads, against the constants in the code.
 
 The judge asks 60 log-likelihoods per Schwartz text (10 values x 2 orders x 3 answers), so it
-reads only the first `--judge-limit` validation texts (default 60): its figures rest on fewer
-texts than the others'. Finished entries are kept in the results file and skipped on a rerun
-(`--redo` measures them again).
+reads only the first `--judge-limit` validation texts (default 60; 20 for the docs' figures):
+its figures rest on fewer texts than the others'. Finished entries are kept in the results
+file and skipped on a rerun (`--redo` measures them again).
 
 Run: `.venv/bin/python bench/detectors.py [--parts lexicon,embed,...] [--taxonomies ...]
-[--judge-limit N]`; about 40 minutes on 2 cores, most of it the judge and the probe.
+[--judge-limit N]`; about an hour on 2 shared cores with `--judge-limit 20`, most of it
+the probe (SmolLM2's vectors and activations, 41 min) and the judge (11 min for 20 texts).
 """
 
 from __future__ import annotations
