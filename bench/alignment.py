@@ -232,16 +232,16 @@ def palette(prompts: dict[str, list[str]], store: dict[str, Any], rewarding: Any
     parts = rr.score[:, [cols.index(v) for v in names]].reshape(len(pools), N, len(names))
     mm = read_by_sentence(measuring, flat).answers
     measured = mm.score[:, [cols.index(v) for v in names]].reshape(len(pools), N, len(names))
-    plain = parts[:, 0].mean(axis=0)
+    plain = parts.mean(axis=(0, 1))  # the base samples' mean
     found = {}
     for label, delta in (("modest", (0.05, 0.05, -0.05)), ("ambitious", (0.3, 0.3, -0.3))):
         targets = {v: float(p + d) for v, p, d in zip(names, plain, delta, strict=True)}
-        solved = solve_palette(parts, targets, names)
+        solved = solve_palette(parts, targets, names, dict(zip(names, (1, 1, -1), strict=True)))
         lam = np.array([solved.weights[v] for v in names])
         found[label] = {
             **solved.as_dict(),
             "plain": dict(zip(names, map(float, plain), strict=True)),
-            "measuring_plain": named(names, measured[:, 0].mean(axis=0)),
+            "measuring_plain": named(names, measured.mean(axis=(0, 1))),
             "measuring_tilted": named(names, tilted_mean_other(parts, measured, lam)),
         }
     return {"prompts": len(pools), "samples": N, **found}
