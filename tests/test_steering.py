@@ -14,6 +14,7 @@ import pytest
 from support.cli import Ran, run_cli
 from support.contrast import small_contrast
 
+import valuescope.audit.scoring
 from valuescope.audit.profile import value_evidence
 from valuescope.audit.scoring import ItemResult, OrderResult
 from valuescope.audit.shifts import choice, paired_shift, reached
@@ -435,6 +436,8 @@ def test_steer_resumes_its_calibration_after_a_kill(
         return real(requests, progress)
 
     monkeypatch.setattr(tiny_backend, "loglikelihood", counted)
+    # Neutral priors kept across runs would make the first run ask more than the reruns.
+    monkeypatch.setattr(valuescope.audit.scoring, "_prior_store", lambda: None)
 
     def run(out: Path) -> str:  # as text: NaN (an undefined CI) never equals itself
         done = steer_to_target(tiny_backend, vectors, contrast, {"power": 0.1, "benevolence": -0.2},
