@@ -177,6 +177,8 @@ def test_an_open_run_answers_reads_profiles_and_resumes(tiny_backend: Any, tmp_p
     again = CountingBackend(tiny_backend)
     rerun = run_audit(str(path), spec, backend=again, out=out)
     assert again.generated == 0
+    assert result.answers_per_second is not None and result.answers_per_second > 0
+    assert rerun.answers_per_second is None  # nothing was generated in the rerun
     assert json_safe(rerun.profile.as_dict()) == json_safe(result.profile.as_dict())
 
 

@@ -125,8 +125,12 @@ def generate_answers(
     paraphrase: bool,
     checkpoint: Checkpoint | None,
     progress: ProgressHook | None,
+    timing: dict[str, float] | None = None,
 ) -> list[Answer]:
-    """`spec.samples` answers per prompt and wording, chunk by chunk through the checkpoint."""
+    """`spec.samples` answers per prompt and wording, chunk by chunk through the checkpoint.
+
+    `timing` gets the seconds spent generating and the answers generated in this call (not
+    those read back from the checkpoint)."""
     samples = spec.samples or SAMPLES
     params = GenerationParams(MAX_NEW_TOKENS, TEMPERATURE, n=samples, seed=spec.seed)
     asked = [(item.id, name, text) for item in items for name, text in wordings(item, paraphrase)]
@@ -140,7 +144,12 @@ def generate_answers(
 
         def ask(chunk: list[tuple[str, str, str]] = chunk) -> list[list[str]]:
             contexts = [Chat(text, spec.system) for _, _, text in chunk]
-            return backend.generate(contexts, params)
+            started = time.perf_counter()
+            found = backend.generate(contexts, params)
+            if timing is not None:
+                timing["seconds"] = timing.get("seconds", 0.0) + time.perf_counter() - started
+                timing["answers"] = timing.get("answers", 0.0) + sum(len(g) for g in found)
+            return found
 
         texts = memo(checkpoint, key, ask)
         for (item_id, name, prompt), group in zip(chunk, texts, strict=True):
@@ -260,7 +269,8 @@ class OpenResult:
     """Per prompt, per value at stake: mean signed score over its usable original answers."""
     diagnostics: dict[str, Any]
     profile_paraphrase: Profile | None
-    answers_per_second: float
+    answers_per_second: float | None
+    """Answers generated per second in this session (None when all came from the checkpoint)."""
     seconds: float = 0.0
     server: dict[str, Any] | None = None
     requests: dict[str, Any] | None = None
@@ -414,8 +424,8 @@ class OpenResult:
             table,
             Text(
                 f"answers {sum(counts.values())}: scored {counts.get('ok', 0)} whole and "
-                f"{counts.get('cut off', 0)} cut off; degenerate {_pct(d['degenerate_rate'])} · "
-                f"{self.answers_per_second:.2f} answers/s"
+                f"{counts.get('cut off', 0)} cut off; degenerate {_pct(d['degenerate_rate'])}"
+                + (f" · {self.answers_per_second:.2f} answers/s" if self.answers_per_second else "")
             ),
         ]
         for name, a in d["detector_agreement"].items():
@@ -595,9 +605,11 @@ class OpenKind:
         items = instrument.items[: spec.limit or len(instrument.items)]
         paraphrase = self._paraphrase(instrument, spec)
         checkpoint = run_checkpoint(out, backend, instrument, spec)
-        asking = time.perf_counter()
-        answers = generate_answers(backend, items, spec, paraphrase, checkpoint, progress)
-        answers_per_second = len(answers) / max(time.perf_counter() - asking, 1e-9)
+        timing: dict[str, float] = {}
+        answers = generate_answers(backend, items, spec, paraphrase, checkpoint, progress, timing)
+        answers_per_second = (
+            timing["answers"] / max(timing["seconds"], 1e-9) if timing.get("answers") else None
+        )
         usable = [k for k, a in enumerate(answers) if a.usable]
         names = detector_names(instrument, spec)
         readings = []
