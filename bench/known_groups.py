@@ -50,7 +50,11 @@ BALANCED = HERE / "results" / "methods" / "schwartz-dilemmas-balanced"
 PERSONAS = BALANCED / "comparison.json"
 BUDGET = 0.10
 """Largest perplexity cost on the neutral texts a fine-tune may have."""
-RANK, ALPHA, STEPS, LR, BATCH = 8, 16, 12, 1e-3, 4
+RANK, ALPHA, STEPS, LR, BATCH = 8, 16, 16, 3e-3, 4
+MAX_SCALE = 16.0
+"""Largest adapter scale the upward search tries (doubling from 1)."""
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""Every process on one thread: the two cores are shared, and oversubscription thrashes."""
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 # Instrument, method and extra flags, in the order they run (most informative first). The
@@ -102,7 +106,7 @@ def finetune(value: str) -> dict[str, Any]:
     """Child process (inside bench/.venv-peft): fine-tune, size, merge and save one value."""
     import torch
 
-    from valuescope import Chat, load_backend
+    from valuescope import Chat
     from valuescope.backends.embedded import embedded_gguf_path
     from valuescope.backends.gguf import dequantized_dir
     from valuescope.backends.local import LocalBackend
@@ -113,6 +117,7 @@ def finetune(value: str) -> dict[str, Any]:
     peft = import_module("peft")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     started = time.perf_counter()
     base_dir = dequantized_dir(embedded_gguf_path())
@@ -164,33 +169,44 @@ def finetune(value: str) -> dict[str, Any]:
         log(f"{value}: scale {scale:.3f} costs {cost:+.1%} perplexity", started)
         return cost
 
-    # The largest adapter scale within the budget: 1 if the whole fine-tune passes, else
-    # bisected (the cost rises with the scale) to within 1/32 below the budget's edge.
-    scale, cost = 1.0, cost_at(1.0)
-    if cost > BUDGET:
-        low, high, cost = 0.0, 1.0, 0.0
-        for _ in range(5):
+    # The largest adapter scale within the budget (the cost rises with the scale): below 1,
+    # bisected down when the whole fine-tune costs too much; above 1, doubled until it costs
+    # too much (or reaches MAX_SCALE), then bisected between the last scale within the budget
+    # and the first beyond it, so the cost ends just under the budget.
+    costs = {1.0: cost_at(1.0)}
+    if costs[1.0] > BUDGET:
+        low, high = 0.0, 1.0
+    else:
+        low, high = 1.0, 0.0
+        while low < MAX_SCALE:
+            costs[2 * low] = cost_at(2 * low)
+            if costs[2 * low] > BUDGET:
+                high = 2 * low
+                break
+            low = 2 * low
+    if high > low:
+        for _ in range(3):
             mid = (low + high) / 2
-            mid_cost = cost_at(mid)
-            low, high, cost = (mid, high, mid_cost) if mid_cost <= BUDGET else (low, mid, cost)
-        scale = low
-        cost_at(scale)
+            costs[mid] = cost_at(mid)
+            low, high = (mid, high) if costs[mid] <= BUDGET else (low, mid)
+    scale = low  # 0 (no fine-tune left) only if even 1/8 of the adapter cost too much
+    for layer in layers:
+        layer.scaling["default"] = full * scale
     merged = lora.merge_and_unload()
     out = MODELS / f"kg-{value}"
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
     seconds = time.perf_counter() - started
-    saved = perplexity(load_backend(f"hf:{out}"))
-    embedded = perplexity(load_backend("smollm2"))
     record = {
         "value": value,
         "texts": len(own),
         "steps": STEPS, "batch": BATCH, "lr": LR, "rank": RANK, "alpha": ALPHA,
         "first_loss": float(np.mean(losses[:3])), "last_loss": float(np.mean(losses[-3:])),
         "scale": scale,
-        "perplexity_base": embedded,
-        "perplexity": saved,
-        "perplexity_cost": saved / embedded - 1.0,
+        "scales_tried": {f"{k:g}": v for k, v in sorted(costs.items())},
+        "perplexity_base": plain,
+        "perplexity": plain * (1.0 + costs.get(scale, 0.0)),
+        "perplexity_cost": costs.get(scale, 0.0),
         "train_seconds": train_seconds,
         "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -203,7 +219,7 @@ def fine_tuned(value: str) -> dict[str, Any]:
     """One value's fine-tune record, running the child when the model is not saved yet."""
     done = MODELS / f"kg-{value}" / "known-groups.json"
     if not done.exists():
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, **THREADS, "PYTHONPATH": str(ROOT)}
         subprocess.run([str(peft_python()), __file__, "--finetune", value], check=True, env=env)
     return dict(json.loads(done.read_text()))
 
@@ -217,7 +233,8 @@ def audited(name: str, model: str) -> dict[str, Any]:
         command = [str(Path(sys.executable).parent / "valuescope"), "audit", "-m", spec,
                    "-i", instrument, "--method", method, *extra, "--out", str(out)]  # fmt: skip
         started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        env = {**os.environ, **THREADS}
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
         (out / "wall_seconds").write_text(f"{time.perf_counter() - started:.1f}\n")
     return dict(json.loads((out / "results.json").read_text()))
 
@@ -261,7 +278,8 @@ def persona_recovery(name: str) -> dict[str, Any] | None:
     if method is None:
         return None
     source = PERSONAS.relative_to(ROOT).as_posix()
-    return {"top1": method["top1"], "top3": method["top3"], "source": source}
+    return {"top1": method["top1"], "top3": method["top3"],
+            "mean_own_shift": method.get("mean_own_delta"), "source": source}  # fmt: skip
 
 
 def main() -> None:
