@@ -10,8 +10,6 @@ import typer
 from rich.table import Table
 
 from valuescope.cli.options import (
-    InstrumentOpt,
-    LimitOpt,
     LocalModelOpt,
     MethodOpt,
     OutOpt,
@@ -250,11 +248,51 @@ def steer(
     vectors_file: Annotated[
         Path, typer.Option("--vectors", help="Vector file from `valuescope vectors`.")
     ] = Path("runs/vectors.safetensors"),
-    instrument: InstrumentOpt = "schwartz-dilemmas",
+    instrument: Annotated[
+        str | None,
+        typer.Option(
+            "--instrument",
+            "-i",
+            help="Instrument the shift is measured on: built-in name or file (default "
+            "schwartz-dilemmas; with --via decoding|both an open one, schwartz-open).",
+        ),
+    ] = None,
     contrast: Annotated[
         str | None,
         typer.Option(
             help="Calibration pairs (default: the built-in set of the vectors' taxonomy)."
+        ),
+    ] = None,
+    via: Annotated[
+        str,
+        typer.Option(
+            help="activations (steering vectors), decoding (a reward-guided strategy) or both "
+            "(activations, then decoding on top); see docs/alignment.md."
+        ),
+    ] = "activations",
+    strategy: Annotated[
+        str,
+        typer.Option(help="With --via decoding|both: best-of-n, resample, guided or sentence."),
+    ] = "best-of-n",
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="With --via decoding|both: the detector the reward reads with (default "
+            "lexicon, or embed when the lexicon measures); never the measuring --detector."
+        ),
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="With --via decoding|both: the detector that measures the answers (default "
+            "embed, plus lexicon for agreement)."
+        ),
+    ] = None,
+    max_strength: Annotated[
+        float | None,
+        typer.Option(
+            help="With --via decoding|both: the largest N (best-of-n, sentence), w (guided) or "
+            "lambda (resample) the calibration tries (default 16, 16, 64)."
         ),
     ] = None,
     mode: Annotated[
@@ -270,10 +308,16 @@ def steer(
     method: MethodOpt = "auto",
     out_dir: OutOpt = Path("runs/steer"),
     seed: SeedOpt = 0,
-    limit: LimitOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Score only the first N items (with --via decoding|both: N prompts, default 20)."
+        ),
+    ] = None,
 ) -> None:
-    """Steer toward a target profile: calibrate on valuescope's own pairs, then audit the
-    steered and the unsteered model on --instrument and report the measured shift."""
+    """Steer toward a target profile: calibrate on valuescope's own pairs (activations) or on
+    held-out prompts (decoding) within --fluency-budget, then audit the steered and the
+    unsteered model on --instrument and report the measured shift."""
     import json
 
     from valuescope.audit.card import write_card
@@ -282,7 +326,7 @@ def steer(
     from valuescope.errors import UsageError
     from valuescope.progress import progress_bar
     from valuescope.steering.calibration import parse_target
-    from valuescope.steering.loop import check_request, steer_to_target
+    from valuescope.steering.loop import OPEN_INSTRUMENT, VIA, check_request, steer_to_target
     from valuescope.steering.operators import check_mode
     from valuescope.steering.tradeoff import MAX_BUDGET, reach_note
     from valuescope.vectors.contrast import load_contrast
@@ -295,6 +339,13 @@ def steer(
             f"--fluency-budget {fluency_budget}: give a share above 0 and below {MAX_BUDGET:g}, "
             "e.g. 0.10 for 10%"
         )
+    if via not in VIA:
+        raise UsageError(f"--via {via!r}: choose {', '.join(VIA)}")
+    if via != "activations":
+        return _steer_by_decoding(wanted, model, vectors_file, instrument or OPEN_INSTRUMENT,
+                                  contrast, steer_mode, fluency_budget, via, strategy, reward,
+                                  detector, max_strength, out_dir, seed, limit)  # fmt: skip
+    instrument = instrument or "schwartz-dilemmas"
     found = VectorSet.load(vectors_file)
     check_request(found, wanted, instrument, method, limit)
     pairs = load_contrast(contrast or found.taxonomy)
@@ -351,6 +402,116 @@ def steer(
             if note:
                 out.print(f"not reached: {note}", markup=False)
     (out_dir / "steering.json").write_text(json.dumps(steering, indent=1) + "\n")
+    out.print(f"results: {paths['results']} (unsteered: {out_dir / 'unsteered' / 'results.json'})")
+    out.print(f"card:    {paths['card']}")
+
+
+def _steer_by_decoding(
+    wanted: dict[str, float],
+    model: str,
+    vectors_file: Path,
+    instrument: str,
+    contrast: str | None,
+    mode: Any,
+    budget: float,
+    via: str,
+    strategy: str,
+    reward: str | None,
+    detector: str | None,
+    max_strength: float | None,
+    out_dir: Path,
+    seed: int,
+    limit: int | None,
+) -> None:
+    """`steer --via decoding|both`: checks first, then calibrate, audit on the open instrument,
+    and report per value what was reached, the fluency cost and tokens/s."""
+    import json
+
+    from valuescope.audit.card import write_card
+    from valuescope.audit.kinds import load_instrument
+    from valuescope.audit.results import results_json, write_results
+    from valuescope.backends import load_white_box
+    from valuescope.errors import UsageError
+    from valuescope.progress import progress_bar
+    from valuescope.steering.loop import (
+        OPEN_LIMIT,
+        calibrated_steering,
+        check_decoding_request,
+        split_budget,
+        steer_by_decoding,
+    )
+    from valuescope.vectors.contrast import load_contrast
+    from valuescope.vectors.extract import VectorSet
+
+    limit = limit or OPEN_LIMIT
+    check_decoding_request(wanted, instrument, strategy, reward, detector, limit)
+    if (out_dir / "progress.jsonl").exists():  # resumed answers would leave the ledger empty
+        raise UsageError(f"--out {out_dir}: it holds a run already and --via {via} does not "
+                         "resume; give another --out")  # fmt: skip
+    found = None
+    if via == "both":
+        found = VectorSet.load(vectors_file)
+        for value in wanted:
+            found[value]
+        judged = load_instrument(instrument)
+        if judged.taxonomy.name != found.taxonomy:
+            raise UsageError(
+                f"instrument {judged.name!r} is on taxonomy {judged.taxonomy.name!r}, the "
+                f"vectors on {found.taxonomy!r}"
+            )
+    backend = load_white_box(model)
+    with progress_bar(err) as hook:
+        activations = None
+        if found is not None:
+            pairs = load_contrast(contrast or found.taxonomy)
+            share = split_budget(budget)
+            activations = calibrated_steering(backend, found, pairs, wanted, out_dir,
+                                              str(vectors_file), mode, share, hook)  # fmt: skip
+        run = steer_by_decoding(backend, wanted, instrument, out_dir, strategy, reward, detector,
+                                budget, seed, limit, max_strength, activations, hook)  # fmt: skip
+    write_results(run.plain, out_dir / "unsteered")
+    paths = write_results(run.steered, out_dir)
+    docs = [results_json(run.plain), results_json(run.steered)]
+    docs[0]["label"], docs[1]["label"] = "unsteered", "steered"
+    write_card(docs, paths["card"], f"Steering {model} toward {','.join(wanted)} via {via}")
+    record = run.as_dict()
+    title = (
+        f"Steering via {via} on {run.plain.instrument.name} (measured by {run.steered.detector})"
+    )
+    table = Table(title=title)
+    for column in ("value", "target", "measured", "95% CI", "flipped", "reached"):
+        table.add_column(column, justify="left" if column == "value" else "right")
+    for value, change in wanted.items():
+        shift = record["measured_shift"].get(value)
+        if shift is None:
+            table.add_row(value, f"{change:+.2f}", "n/a", "n/a", "n/a", "no prompt")
+            continue
+        low, high = shift["ci"]
+        table.add_row(
+            value,
+            f"{change:+.2f}",
+            f"{shift['shift']:+.3f}",
+            "n/a" if low is None else f"{low:+.3f} to {high:+.3f}",
+            f"+{shift['flipped_toward']} / -{shift['flipped_away']} of {shift['n']}",
+            "yes" if shift["reached"] else "no",
+        )
+    out.print(table)
+    cal, aligned = record["decoding"], record["alignment"]
+    if run.activations is not None:
+        comp = run.activations.composition
+        out.print(f"activations: {comp.fluency_cost:+.1%} perplexity on neutral text "
+                  f"(share {split_budget(budget):.1%} of the budget)")  # fmt: skip
+    edge = "the maximum tried" if cal["reached_maximum"] else "the largest within the budget"
+    out.print(f"decoding: {strategy} {cal['setting']} = {cal['strength']:g} ({edge}; calibration "
+              f"cost {cal['fluency_cost']:+.1%}, budget {cal['budget']:.1%})")  # fmt: skip
+    cost = aligned["fluency"]["cost"]
+    speed = aligned["speed"]
+    plain_tps, tps = speed["tokens_per_second_plain"], speed["tokens_per_second"]
+    out.print("fluency cost " + ("n/a" if cost is None else f"{cost:+.1%}") + " perplexity of "
+              f"the answers under the unsteered model (budget {budget:.0%}); tokens/s "
+              + ("n/a" if tps is None else f"{tps:.1f}") + " aligned, "
+              + ("n/a" if plain_tps is None else f"{plain_tps:.1f}") + " plain")  # fmt: skip
+    (out_dir / "steering.json").write_text(json.dumps(record, indent=1) + "\n")
     out.print(f"results: {paths['results']} (unsteered: {out_dir / 'unsteered' / 'results.json'})")
     out.print(f"card:    {paths['card']}")
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from valuescope.backends.base import WhiteBoxBackend
+from valuescope.backends.base import Backend, Context, GenerationParams, WhiteBoxBackend
 from valuescope.checkpoint import Checkpoint, memo
 from valuescope.errors import UsageError
 from valuescope.progress import ProgressHook
@@ -42,6 +42,7 @@ from valuescope.steering.operators import (
     perplexity,
     preference,
 )
+from valuescope.steering.strategies import Settings
 from valuescope.vectors.contrast import ContrastSet
 from valuescope.vectors.extract import VectorSet
 
@@ -251,3 +252,119 @@ def calibrate(
     return Calibration(
         value, best.layer, best.coef, best.shift, best.fluency_cost, sensitivity, points
     )
+
+
+# -- decoding strength (`valuescope steer --via decoding`) ----------------------------------
+
+
+@dataclass(frozen=True)
+class Knob:
+    """The strength of one decoding strategy: the `Settings` field, where its sweep starts,
+    and where it stops."""
+
+    setting: str
+    start: float
+    maximum: float
+
+    def settings(self, strength: float) -> Settings:
+        if self.setting == "n":
+            return replace(Settings(), n=int(strength))
+        if self.setting == "weight":
+            return replace(Settings(), weight=float(strength))
+        return replace(Settings(), lam=float(strength))
+
+
+KNOBS: dict[str, Knob] = {
+    "best-of-n": Knob("n", 2, 16),
+    "sentence": Knob("n", 2, 16),
+    "guided": Knob("weight", 0.5, 16.0),
+    "resample": Knob("lam", 1.0, 64.0),
+}
+"""Doubling from `start`: N for best-of-n and sentence, w for guided, lambda for resample."""
+CALIBRATION_PROMPTS = 4
+"""Prompts of the open instrument past the judged ones that decoding is calibrated on."""
+
+
+@dataclass(frozen=True)
+class DecodingPoint:
+    """One strength tried: the fluency cost of its answers and what the reward read."""
+
+    strength: float
+    fluency_cost: float | None
+    reward_gain: float | None
+    tokens_per_second: float | None
+
+
+@dataclass
+class DecodingCalibration:
+    """The strongest decoding setting within the budget, and every point of the sweep."""
+
+    strategy: str
+    setting: str
+    strength: float
+    fluency_cost: float
+    budget: float
+    reached_maximum: bool
+    """True when the sweep stopped at the maximum strength, not at the budget."""
+    points: list[DecodingPoint] = field(default_factory=list)
+
+    def settings(self) -> Settings:
+        return KNOBS[self.strategy].settings(self.strength)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k != "points"},
+                "points": [asdict(p) for p in self.points]}  # fmt: skip
+
+
+def calibrate_decoding(
+    backend: Backend,
+    weights: Mapping[str, float],
+    strategy: str,
+    reward: str,
+    prompts: Sequence[Context],
+    budget: float = DEFAULT_BUDGET,
+    taxonomy: str = "schwartz",
+    seed: int = 0,
+    maximum: float | None = None,
+    progress: ProgressHook | None = None,
+) -> DecodingCalibration:
+    """Double the strategy's strength until the fluency cost of its answers to `prompts`
+    (perplexity under the unsteered model, relative to the plain answers it drew on: the
+    alignment ledger's `fluency.cost`) passes `budget` or `maximum` is reached; keep the
+    strongest within the budget."""
+    from valuescope.audit.open import MAX_NEW_TOKENS, TEMPERATURE
+    from valuescope.steering.alignment import Alignment
+
+    knob = KNOBS[strategy]
+    top = knob.maximum if maximum is None else maximum
+    if top < knob.start:
+        raise UsageError(f"--max-strength {top:g}: {strategy} starts at {knob.start:g}")
+    params = GenerationParams(MAX_NEW_TOKENS, TEMPERATURE, n=1, seed=seed)
+    points: list[DecodingPoint] = []
+    strength, label = knob.start, f"calibrating {strategy}"
+    steps = int(np.log2(top / knob.start)) + 1
+    while True:
+        if progress:
+            progress(label, len(points), steps)
+        aligned = Alignment(weights, strategy, reward, knob.settings(strength), taxonomy)
+        aligned.wrap(backend).generate(list(prompts), params)
+        record = aligned.as_dict()
+        plain, chosen = record["combined_reward"]["plain"], record["combined_reward"]["aligned"]
+        gain = chosen - plain if plain is not None and chosen is not None else None
+        cost = record["fluency"]["cost"]
+        points.append(DecodingPoint(strength, cost, gain, record["speed"]["tokens_per_second"]))
+        if cost is None or cost > budget or strength * 2 > top:
+            break
+        strength *= 2
+    if progress:
+        progress(label, steps, steps)
+    feasible = [p for p in points if p.fluency_cost is not None and p.fluency_cost <= budget]
+    if not feasible:
+        raise UsageError(
+            f"--via decoding: {strategy} at {knob.setting} = {knob.start:g} already costs more "
+            f"than the fluency budget ({budget:.0%}); raise --fluency-budget"
+        )
+    best = feasible[-1]  # strengths rise along the sweep
+    assert best.fluency_cost is not None
+    return DecodingCalibration(strategy, knob.setting, best.strength, best.fluency_cost, budget,
+                               best is points[-1], points)  # fmt: skip
