@@ -13,7 +13,9 @@ Then the base model and each fine-tune are audited with every instrument (dilemm
 likelihood method, Likert, pairwise) and each fine-tune is compared with the base item by item
 (`valuescope.audit.comparison.compare_runs`). Recovery per instrument: top-1 and top-3 (share
 of the fine-tunes whose own value has the largest / a top-3 paired shift), the mean own shift
-with a bootstrap CI over the values, and for how many values the own shift's CI excludes zero.
+with a bootstrap CI over the values, and for how many values the own shift's CI excludes zero; and
+the same top-1 and top-3 on centred shifts (each value's shift minus its mean over the other
+fine-tunes, removing what any fine-tune on first-person text does to that value).
 
 Resumes: finished fine-tunes (their `known-groups.json`) and audits (their `results.json`) are
 kept. Run: `.venv/bin/python bench/known_groups.py [--values V,...] [--instruments K,...]`
@@ -250,6 +252,16 @@ def recovery(name: str, values: list[str]) -> dict[str, Any]:
         own[value] = comparison.values[value]
         ranks[value] = 1 + sum(d > diffs[value] for d in diffs.values())
     own_diffs = np.array([own[v].diff for v in values])
+    # Centred: each value's shift minus its mean shift over the other fine-tunes, removing what
+    # any fine-tune on first-person text does to it (needs at least two fine-tunes).
+    centred: dict[str, dict[str, float]] = {}
+    for value in values if len(values) > 1 else []:
+        others = [u for u in values if u != value]
+        centred[value] = {
+            v: shifts[value][v]["diff"] - float(np.mean([shifts[u][v]["diff"] for u in others]))
+            for v in shifts[value]
+        }
+    centred_ranks = {v: 1 + sum(d > c[v] for d in c.values()) for v, c in centred.items()}
     draws = np.random.default_rng(0).choice(own_diffs, (2000, len(values))).mean(axis=1)
     timed = [RUNS / name / m / "wall_seconds" for m in ["base", *values]]
     seconds = [float(path.read_text()) for path in timed if path.exists()]
@@ -264,7 +276,22 @@ def recovery(name: str, values: list[str]) -> dict[str, Any]:
         "own_ci_excludes_zero": sum(own[v].ci[0] > 0 or own[v].ci[1] < 0 for v in values),
         "own_ci_above_zero": sum(own[v].ci[0] > 0 for v in values),
         "own_moved_holm": sum(own[v].moved for v in values),
-        "own": {v: {"diff": own[v].diff, "ci": list(own[v].ci), "rank": ranks[v]} for v in values},
+        "own": {
+            v: {
+                "diff": own[v].diff,
+                "ci": list(own[v].ci),
+                "rank": ranks[v],
+                "centred": centred.get(v, {}).get(v),
+                "centred_rank": centred_ranks.get(v),
+            }
+            for v in values
+        },
+        "centred_top1": float(np.mean([r == 1 for r in centred_ranks.values()]))
+        if centred
+        else None,
+        "centred_top3": float(np.mean([r <= 3 for r in centred_ranks.values()]))
+        if centred
+        else None,
         "shifts": shifts,
         "audit_seconds": sum(seconds),
     }
