@@ -22,6 +22,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,19 +86,19 @@ def generate_all(backend: Any, prompts: dict[str, list[str]], store: dict[str, A
         entry = store.setdefault(value, {})
         reward = ValueReward(get_detector(REWARD), {value: 1.0})
         plain_reward = reward.referenced(np.zeros((1, 1)))  # r_ref = 0
-        jobs = {
-            "pool": lambda c=chats: backend.generate(c, params),
-            "plain1": lambda c=chats: backend.generate(c, one),
-            "guided": lambda c=chats, r=plain_reward: guided_generate(
-                backend, c, one, r, GUIDED_WEIGHT, TOP_K
+        jobs: dict[str, Callable[[], Any]] = {
+            "pool": partial(backend.generate, chats, params),
+            "plain1": partial(backend.generate, chats, one),
+            "guided": partial(
+                guided_generate, backend, chats, one, plain_reward, GUIDED_WEIGHT, TOP_K
             ),
         }
         if vectors is not None and value in success:
             s = success[value]
             steering = Steering(vectors, [Term(value, int(s["layer"]), float(s["coef"]))])
             steered = SteeredBackend(backend, steering)
-            jobs["steered"] = lambda b=steered, c=chats: b.generate(c, one)
-            jobs["steered_pool"] = lambda b=steered, c=chats: b.generate(c, params)
+            jobs["steered"] = partial(steered.generate, chats, one)
+            jobs["steered_pool"] = partial(steered.generate, chats, params)
             entry["steering"] = {"layer": s["layer"], "coef": s["coef"],
                                  "neutral_fluency_cost": s["fluency_cost"]}  # fmt: skip
         for name, job in jobs.items():
@@ -192,7 +194,7 @@ def figures(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) 
         overhead = {"plain_tokens_per_second": speed["plain"],
                     "guided_tokens_per_second": speed["guided"]}  # fmt: skip
         per_value[value]["overhead"] = overhead
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for name, parts in pooled.items():
         hits = np.concatenate([np.asarray(p["m"]) > 0 for p in parts]).astype(float)
         lo, hi = bootstrap_ci(hits.tolist(), 0)
