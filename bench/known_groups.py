@@ -329,7 +329,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
         "budget": BUDGET,
     })  # fmt: skip
-    results["finetunes"] = {v: fine_tuned(v) for v in values}
+    # Merged, not replaced: runs over other values (or side by side) keep each other's records.
+    results["finetunes"] = {**results.get("finetunes", {}), **{v: fine_tuned(v) for v in values}}
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     results.setdefault("instruments", {})
     for name in names:
