@@ -41,7 +41,7 @@ class WordDetector:
 
     @property
     def name(self) -> str:
-        return "words"
+        return "cue-words"
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -60,7 +60,7 @@ class WordDetector:
         return Readings(values, np.abs(score), score, np.full(len(values), 0.5))
 
 
-register_detector("words", lambda arg, taxonomy, **options: WordDetector(taxonomy))
+register_detector("cue-words", lambda arg, taxonomy, **options: WordDetector(taxonomy))
 
 
 class ScriptedBackend:
@@ -131,7 +131,7 @@ def test_resampling_follows_exp_lambda_r_and_is_seeded() -> None:
     many = [f"q{i}" for i in range(400)]
 
     def share(lam: float, seed: int = 0) -> float:
-        aligned = Alignment({"benevolence": 1.0}, "resample", "words",
+        aligned = Alignment({"benevolence": 1.0}, "resample", "cue-words",
                             Settings(n=4, lam=lam), model=reward)  # fmt: skip
         wrapped = aligned.wrap(ScriptedBackend(answers))  # type: ignore[arg-type]
         got = wrapped.generate(many, GenerationParams(n=1, seed=seed))
@@ -217,14 +217,14 @@ def test_guided_decoding_raises_the_candidates_the_reward_prefers(tiny_backend: 
 
 
 def test_log_likelihoods_pass_through_alignment_unchanged(tiny_backend: Any) -> None:
-    aligned = Alignment({"benevolence": 1.0}, "best-of-n", "words", Settings(n=2))
+    aligned = Alignment({"benevolence": 1.0}, "best-of-n", "cue-words", Settings(n=2))
     wrapped = aligned.wrap(tiny_backend)
     requests = [LoglikelihoodRequest(Chat("Help?"), "Yes, I will help.")]
     assert wrapped.loglikelihood(requests) == tiny_backend.loglikelihood(requests)
 
 
 def test_guided_needs_a_local_model() -> None:
-    aligned = Alignment({"benevolence": 1.0}, "guided", "words")
+    aligned = Alignment({"benevolence": 1.0}, "guided", "cue-words")
     with pytest.raises(UsageError, match="guided needs a local model"):
         aligned.wrap(ScriptedBackend(["x"]))  # type: ignore[arg-type]
 
@@ -244,7 +244,7 @@ def test_results_json_records_the_alignment(
     tiny_backend: Any, tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("valuescope.audit.open.MAX_NEW_TOKENS", 24)  # short answers: quick
-    aligned = parse_align("benevolence=1", strategy, 3, "words", "lexicon")
+    aligned = parse_align("benevolence=1", strategy, 3, "cue-words", "lexicon")
     spec = RunSpec(model="hf:tiny", samples=1, detector="lexicon", paraphrase=False,
                    interventions=(aligned,))  # fmt: skip
     out = tmp_path / "run"
@@ -252,7 +252,7 @@ def test_results_json_records_the_alignment(
     write_results(result, out)
     doc = read_results(out)
     record = doc["alignment"]
-    assert record["strategy"] == strategy and record["reward"] == "words"
+    assert record["strategy"] == strategy and record["reward"] == "cue-words"
     assert record["weights"] == {"benevolence": 1.0} and record["answers"] == 2
     assert record["reward_reading"]["aligned"]["benevolence"] is not None
     assert record["fluency"]["perplexity_plain"] > 0 and record["fluency"]["perplexity_aligned"] > 0
