@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,13 @@ from valuescope.steering.alignment import Alignment, parse_align
 from valuescope.steering.guided import RewardLogitsProcessor, guided_generate, tilt
 from valuescope.steering.palette import solve_palette, tilted_mean
 from valuescope.steering.rewards import ValueReward, log_sigmoid, parse_weights
-from valuescope.steering.strategies import Settings, best_of_n, best_of_n_strategy
+from valuescope.steering.strategies import (
+    Settings,
+    best_of_n,
+    best_of_n_curve,
+    best_of_n_strategy,
+    curve_sizes,
+)
 
 SCHWARTZ = load_taxonomy("schwartz")
 
@@ -61,6 +68,26 @@ class WordDetector:
 
 
 register_detector("cue-words", lambda arg, taxonomy, **options: WordDetector(taxonomy))
+
+
+class HashedDetector(WordDetector):
+    """Reads benevolence as a fixed pseudo-random number of the text in [-1, 1): a reward that
+    tells apart the tiny model's random answers."""
+
+    @property
+    def name(self) -> str:
+        return "hashed"
+
+    def read(self, texts: Sequence[str], progress: Any = None) -> Readings:
+        values = self._taxonomy.ids
+        score = np.zeros((len(texts), len(values)))
+        column = values.index("benevolence")
+        for i, text in enumerate(texts):
+            score[i, column] = zlib.crc32(text.encode()) % 2000 / 1000 - 1
+        return Readings(values, np.abs(score), score, np.full(len(values), 0.5))
+
+
+register_detector("hashed", lambda arg, taxonomy, **options: HashedDetector(taxonomy))
 
 
 class ScriptedBackend:
@@ -145,6 +172,95 @@ def test_resampling_follows_exp_lambda_r_and_is_seeded() -> None:
         assert share(lam) == pytest.approx(p, abs=0.07)
     assert share(200.0) == 1.0
     assert share(4.0, seed=1) == share(4.0, seed=1)
+
+
+def test_the_best_of_n_curve_keeps_the_best_of_each_pools_first_m_samples() -> None:
+    assert curve_sizes(1) == [1] and curve_sizes(4) == [1, 2, 4]
+    assert curve_sizes(5) == [1, 2, 4, 5] and curve_sizes(32) == [1, 2, 4, 8, 16, 32]
+    scores = np.array([[-0.5, -0.2, -0.2, -0.9, 0.0], [-0.1, -0.3, -0.05, -0.4, -0.6]])
+    parts = (2 * scores + 1)[:, :, None]  # one value, not the scores themselves
+    # the measuring detector's signed reading of each sample (benevolence up, power down)
+    measured = np.zeros((2, 5, 2))
+    measured[0, 1] = [0.5, 0.2]  # toward: 0.5 - 0.2 > 0
+    measured[0, 4] = [0.1, 0.3]  # away: 0.1 - 0.3 < 0
+    measured[1, 2] = [0.4, 0.0]
+    weights = {"benevolence": 1.0, "power": -1.0}
+    curve = best_of_n_curve(scores, parts, ("benevolence",), measured, weights, seed=0)
+    picks = {1: [0, 0], 2: [1, 0], 4: [1, 2], 5: [4, 2]}  # the first of equals at m = 4
+    assert [p.n for p in curve] == [1, 2, 4, 5]
+    for point in curve:
+        chosen = picks[point.n]
+        assert point.kl_bound == pytest.approx(math.log(point.n) - (point.n - 1) / point.n)
+        assert point.reward == pytest.approx(np.mean([scores[0, chosen[0]], scores[1, chosen[1]]]))
+        assert point.reward_reading["benevolence"] == pytest.approx(2 * point.reward + 1)
+        read = measured[[0, 1], chosen]
+        assert point.measuring == pytest.approx(dict(zip(weights, read.mean(axis=0), strict=True)))
+        assert point.success == np.mean(read @ np.array([1.0, -1.0]) > 0)
+    assert [p.success for p in curve] == [0.0, 0.5, 1.0, 0.5]
+    assert curve[0].as_dict()["success"] == {"rate": 0.0, "ci": [0.0, 0.0]}
+    alone = best_of_n_curve(scores, parts, ("benevolence",))  # no measuring detector
+    assert [p.reward for p in alone] == [p.reward for p in curve]
+    assert all(p.measuring is None and p.as_dict()["success"] is None for p in alone)
+
+
+def test_reward_hacking_shows_on_the_curve_as_success_falling_while_reward_rises() -> None:
+    answers = ["We will see.", "help help kind.", "help help help win.", "help help help help now."]
+    reward = ValueReward(WordDetector(SCHWARTZ), {"benevolence": 1.0})
+    judge = WordDetector(SCHWARTZ, {"benevolence": "kind."})  # another detector: kindness
+
+    def curve(measurer: Any) -> list[dict[str, Any]]:
+        aligned = Alignment({"benevolence": 1.0}, "best-of-n", "cue-words", Settings(n=4),
+                            model=reward, measurer=measurer)  # fmt: skip
+        aligned.wrap(ScriptedBackend(answers)).generate(["q1", "q2"], GenerationParams(n=1))  # type: ignore[arg-type]
+        found: list[dict[str, Any]] = aligned.as_dict()["best_of_n_curve"]
+        return found
+
+    judged = curve(judge)
+    assert [p["n"] for p in judged] == [1, 2, 4]
+    rewards = [p["reward"] for p in judged]
+    assert rewards == sorted(rewards) and rewards[0] < rewards[-1]
+    assert [p["reward_reading"]["benevolence"] for p in judged] == [0.0, 0.5, 1.0]
+    assert [p["success"]["rate"] for p in judged] == [0.0, 1.0, 0.0]
+    assert [p["measuring"]["benevolence"] for p in judged] == [0.0, 0.25, 0.0]
+    # the Python API without a measuring detector: the curve, its reward only
+    alone = curve(None)
+    assert [p["reward"] for p in alone] == rewards
+    assert all(p["success"] is None and p["measuring"] is None for p in alone)
+    resampled = Alignment({"benevolence": 1.0}, "resample", "cue-words", Settings(n=4),
+                          model=reward, measurer=judge)  # fmt: skip
+    resampled.wrap(ScriptedBackend(answers)).generate(["q"], GenerationParams(n=1))  # type: ignore[arg-type]
+    assert resampled.as_dict()["best_of_n_curve"] is None  # best-of-n's curve only
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_a_best_of_n_run_records_its_curve(
+    tiny_backend: Any, tmp_path: Path, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("valuescope.audit.open.MAX_NEW_TOKENS", 24)
+    aligned = parse_align("benevolence=1", "best-of-n", n, "hashed", "lexicon")
+    assert aligned.measuring == "lexicon"
+    spec = RunSpec(model="hf:tiny", samples=2, detector="lexicon", paraphrase=False,
+                   interventions=(aligned,))  # fmt: skip
+    out = tmp_path / "run"
+    write_results(run_audit(str(small_open(tmp_path)), spec, backend=tiny_backend, out=out), out)
+    record = read_results(out)["alignment"]
+    curve = record["best_of_n_curve"]
+    assert [p["n"] for p in curve] == ([1, 2, 4] if n == 4 else [1, 2, 4, 5])
+    bounds = [math.log(m) - (m - 1) / m for m in curve_sizes(n)]  # results.json rounds them
+    assert [p["kl_bound"] for p in curve] == pytest.approx(bounds, abs=1e-6)
+    # m = 1 is the plain first samples, m = n the answers the run kept
+    assert curve[0]["reward"] == record["combined_reward"]["plain"]
+    assert curve[0]["reward_reading"] == record["reward_reading"]["plain"]
+    assert curve[-1]["reward"] == record["combined_reward"]["aligned"]
+    assert curve[-1]["reward_reading"] == record["reward_reading"]["aligned"]
+    rewards = [p["reward"] for p in curve]
+    assert rewards == sorted(rewards)  # best of more samples never reads worse
+    assert rewards[-1] > rewards[0]  # the hashed reward tells the samples apart
+    for point in curve:
+        assert set(point["measuring"]) == {"benevolence"}
+        assert 0 <= point["success"]["rate"] <= 1
+        low, high = point["success"]["ci"]
+        assert low <= point["success"]["rate"] <= high
 
 
 def test_the_palette_solver_recovers_lambda_and_flags_infeasible_targets() -> None:
@@ -257,11 +373,17 @@ def test_results_json_records_the_alignment(
     assert record["reward_reading"]["aligned"]["benevolence"] is not None
     assert record["fluency"]["perplexity_plain"] > 0 and record["fluency"]["perplexity_aligned"] > 0
     assert record["speed"]["tokens_per_second"] > 0
+    card = (out / "card.html").read_text()
     if strategy == "best-of-n":  # the kept answer reads at least as well as the plain one
         reading = record["reward_reading"]
         assert reading["aligned"]["benevolence"] >= reading["plain"]["benevolence"]
+        assert [p["n"] for p in record["best_of_n_curve"]] == [1, 2, 3]
+        assert 'class="best-of-n-chart"' in card
+    else:  # the curve is best-of-n's alone
+        assert record["best_of_n_curve"] is None
+        assert "best-of-n-chart" not in card and "Best-of-N curve" not in card
     assert doc["open"]["detector"] == "lexicon"
-    assert "alignment" in (out / "card.html").read_text()
+    assert 'class="alignment"' in card
     answers = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
     assert len(answers) == 2
 

@@ -221,6 +221,50 @@ def test_questionnaire_and_pairwise_cards_show_their_checks(
     assert browser.execute_script("return window.__pwned === undefined")
 
 
+def test_a_best_of_n_card_plots_its_curve_and_keeps_payloads_inert(
+    browser: Any, tiny_backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import support.rewards  # noqa: F401  (registers the `words` reward detector)
+    from selenium.webdriver.common.by import By
+
+    from valuescope.steering.alignment import parse_align
+
+    monkeypatch.setattr("valuescope.audit.open.MAX_NEW_TOKENS", 16)  # short answers: quick
+    instrument = tmp_path / "open.yaml"
+    instrument.write_text(yaml.safe_dump({"kind": "open", "name": "mini-open", "taxonomy": "schwartz",
+        "items": [{"id": "o1", "text": f"Should I help? {PAYLOAD}", "values": ["benevolence"]},
+                  {"id": "o2", "text": "Should I win?", "values": ["power"]}]}))  # fmt: skip
+    runs = {}
+    for strategy, n in (("best-of-n", 4), ("sentence", 2)):
+        aligned = parse_align("benevolence=1", strategy, n, "words", "lexicon")
+        spec = RunSpec(model="hf:tiny", samples=1, detector="lexicon", paraphrase=False,
+                       interventions=(aligned,))  # fmt: skip
+        out = runs[strategy] = tmp_path / strategy
+        write_results(run_audit(str(instrument), spec, backend=tiny_backend), out)
+    doc = json.loads((runs["best-of-n"] / "results.json").read_text())
+    assert [p["n"] for p in doc["alignment"]["best_of_n_curve"]] == [1, 2, 4]
+    browser.get((runs["best-of-n"] / "card.html").as_uri())
+    chart = browser.find_element(By.CSS_SELECTOR, "section.alignment figure.best-of-n-chart svg")
+    assert chart.size["width"] > 300 and chart.size["height"] > 150
+    svg_text = chart.get_attribute("innerHTML")
+    assert "N=4" in svg_text and "control success (lexicon)" in svg_text
+    rows = browser.find_elements(By.CSS_SELECTOR, "section.alignment table.best-of-n tr[data-n]")
+    assert [r.get_attribute("data-n") for r in rows] == ["1", "2", "4"]
+    # text from results stays text, in the page and in the plot
+    doc["open"]["detector"] = PAYLOAD
+    page = tmp_path / "hostile.html"
+    page.write_text(render_card([doc]))
+    browser.get(page.as_uri())
+    assert PAYLOAD in browser.find_element(By.CSS_SELECTOR, "section.alignment").text
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "img") == []
+    # a run under another strategy has no curve and no plot
+    browser.get((runs["sentence"] / "card.html").as_uri())
+    assert browser.find_elements(By.CSS_SELECTOR, "section.alignment")
+    assert browser.find_elements(By.CSS_SELECTOR, "section.alignment svg") == []
+
+
 def test_ranked_outcomes_keep_both_ends() -> None:
     from valuescope.audit.likert import extreme_statements
     from valuescope.audit.pairwise import ranked_outcomes

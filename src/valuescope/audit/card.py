@@ -23,6 +23,19 @@ from valuescope.audit.shifts import reach_verdict
 from valuescope.errors import UsageError
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot, headless, writing text as SVG text with math parsing off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {"svg.fonttype": "none", "svg.hashsalt": "valuescope", "text.parse_math": False}
+    )
+    return plt
+
+
 def _svg(fig: Any) -> Markup:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight")
@@ -48,14 +61,7 @@ def run_label(doc: dict[str, Any], fallback: str) -> str:
 
 def profile_chart(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> Markup:
     """Dots with 95% CI bars per value, one colour per run; 0.5 marks indifference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {"svg.fonttype": "none", "svg.hashsalt": "valuescope", "text.parse_math": False}
-    )
+    plt = _pyplot()
     values = list(runs[0]["values"]) if runs[0].get("values") else list(runs[0]["profile"])
     names = {v: runs[0].get("values", {}).get(v, {}).get("label", v) for v in values}
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(values) + 1.2))
@@ -96,14 +102,7 @@ def tradeoff_chart(docs: Sequence[dict[str, Any]]) -> Markup | None:
     ]
     if not sweeps:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {"svg.fonttype": "none", "svg.hashsalt": "valuescope", "text.parse_math": False}
-    )
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for value, cal in sweeps:
         for layer in sorted({p["layer"] for p in cal["points"]}):
@@ -125,6 +124,43 @@ def tradeoff_chart(docs: Sequence[dict[str, Any]]) -> Markup | None:
     return svg
 
 
+def best_of_n_chart(curve: Sequence[dict[str, Any]], measuring: str | None) -> Markup:
+    """Best-of-N against its divergence bound: the combined reward of the picks (left axis)
+    and, where a measuring detector read them, control success with 95% CI bars (right)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    xs = [p["kl_bound"] for p in curve]
+    lines = ax.plot(xs, [p["reward"] for p in curve], marker="o", color="C0",
+                    label="combined reward of the picks")  # fmt: skip
+    for p in curve:
+        ax.annotate(f"N={p['n']}", (p["kl_bound"], p["reward"]), textcoords="offset points",
+                    xytext=(4, 6), fontsize=8, color="C0")  # fmt: skip
+    ax.margins(0.08, 0.15)  # room for the N labels
+    ax.set_xlabel("divergence bound from the model, log N - (N-1)/N (nats)")
+    ax.set_ylabel("combined reward (reward detector)", color="C0")
+    read = [p for p in curve if p.get("success")]
+    if read:
+        right = ax.twinx()
+        rates, below, above = [], [], []
+        for p in read:
+            rate, (low, high) = p["success"]["rate"], p["success"]["ci"]
+            rates.append(rate)
+            below.append(0.0 if low is None else rate - low)  # one answer: no CI
+            above.append(0.0 if high is None else high - rate)
+        bars = right.errorbar([p["kl_bound"] for p in read], rates, yerr=[below, above],
+                              fmt="s--", color="C1", capsize=3,
+                              label="control success, 95% CI")  # fmt: skip
+        right.set_ylim(-0.02, 1.02)
+        right.set_ylabel(f"control success ({measuring or 'measuring detector'})", color="C1")
+        lines = [*lines, bars]
+    ax.legend(handles=lines, loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8,
+              frameon=False, ncol=2)  # fmt: skip
+    fig.tight_layout()
+    svg = _svg(fig)
+    plt.close(fig)
+    return svg
+
+
 def kind_card(doc: dict[str, Any]) -> tuple[list[DiagnosticRow], list[CardSection]]:
     """The validity rows and sections the run's instrument kind draws (none for a kind this
     installation does not know, e.g. a results.json from a plugin not installed here)."""
@@ -137,7 +173,7 @@ def kind_card(doc: dict[str, Any]) -> tuple[list[DiagnosticRow], list[CardSectio
 
 def alignment_section(doc: dict[str, Any]) -> CardSection:
     """The reward detector's and the measuring detector's readings of an aligned run, side by
-    side, with the alignment's fluency and speed costs."""
+    side, with the alignment's fluency and speed costs (and best-of-n's curve)."""
     record = doc["alignment"]
     labels = {v: info["label"] for v, info in doc.get("values", {}).items()}
     measured = (doc.get("open") or {}).get("signed", {})
@@ -152,7 +188,10 @@ def alignment_section(doc: dict[str, Any]) -> CardSection:
         }
         for v in record.get("values", [])
     ]
-    context = {**record, "rows": rows, "measuring": (doc.get("open") or {}).get("detector")}
+    measuring = (doc.get("open") or {}).get("detector")
+    curve = record.get("best_of_n_curve")
+    chart = best_of_n_chart(curve, measuring) if curve else None
+    context = {**record, "rows": rows, "measuring": measuring, "chart": chart}
     return CardSection("alignment.html.j2", context)
 
 

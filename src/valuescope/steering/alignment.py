@@ -15,7 +15,9 @@ model loads). Every run records what the alignment cost beside what it moved, in
 `alignment`: the reward's reading of the plain answers the strategy drew on and of the answers
 it returned (the measuring detector's reading is the run's own profile: a gap between the two
 is reward hacking), their perplexity under the unsteered model, their degenerate-answer rate,
-and tokens per second of each.
+and tokens per second of each. Best-of-n also records its curve: the best of each answer's
+first 1, 2, 4, ... N samples, with the reward of the picks and, when the alignment knows the
+run's measuring detector, that detector's reading of them and its control success.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from valuescope.backends.base import (
     Progress,
     WhiteBoxBackend,
 )
+from valuescope.detectors.base import Detector
 from valuescope.errors import UsageError
 from valuescope.steering.rewards import (
     RewardModel,
@@ -43,7 +46,16 @@ from valuescope.steering.rewards import (
     load_user_reward,
     parse_weights,
 )
-from valuescope.steering.strategies import STRATEGY, Settings, check_strategy, user_text
+from valuescope.steering.strategies import (
+    STRATEGY,
+    CurvePoint,
+    Decoded,
+    Pool,
+    Settings,
+    best_of_n_curve,
+    check_strategy,
+    user_text,
+)
 
 DEFAULT_REWARD = "lexicon"
 """The reward detector when none is named and the run measures with another (embed)."""
@@ -72,8 +84,29 @@ class Ledger:
     aligned_seconds: float = 0.0
     perplexity: bool = True
     """False where the unsteered model gives no log-likelihoods (some servers)."""
+    pool_scores: list[np.ndarray] = field(default_factory=list)
+    """Best-of-n's samples per answer: combined rewards, reward parts, measured readings."""
+    pool_parts: list[np.ndarray] = field(default_factory=list)
+    pool_measured: list[np.ndarray] = field(default_factory=list)
+    seed: int = 0
 
-    def as_dict(self, values: Sequence[str]) -> dict[str, Any]:
+    def add_pool(self, pool: Pool, measured: np.ndarray | None) -> None:
+        self.pool_scores.append(pool.scores)
+        self.pool_parts.append(pool.parts)
+        if measured is not None:
+            self.pool_measured.append(measured)
+
+    def curve(self, values: Sequence[str], weights: Mapping[str, float]) -> list[CurvePoint] | None:
+        """Best-of-n's curve over every answer recorded (None for other strategies)."""
+        if not self.pool_scores:
+            return None
+        measured = np.concatenate(self.pool_measured) if self.pool_measured else None
+        return best_of_n_curve(np.concatenate(self.pool_scores), np.concatenate(self.pool_parts),
+                               values, measured, weights, self.seed)  # fmt: skip
+
+    def as_dict(
+        self, values: Sequence[str], weights: Mapping[str, float] | None = None
+    ) -> dict[str, Any]:
         def mean(rows: list[list[float]]) -> dict[str, float | None]:
             if not rows:
                 return {v: None for v in values}
@@ -92,6 +125,7 @@ class Ledger:
         aligned_ppl = ppl(self.aligned_nll, self.aligned_tokens)
         plain_tps = self.plain_tokens / self.plain_seconds if self.plain_seconds else None
         aligned_tps = self.aligned_tokens / self.aligned_seconds if self.aligned_seconds else None
+        curve = self.curve(values, weights or {})
         return {
             "answers": len(self.aligned_reward),
             "reward_reading": {
@@ -114,6 +148,7 @@ class Ledger:
                 "tokens_per_second": aligned_tps,
                 "slowdown": plain_tps / aligned_tps if plain_tps and aligned_tps else None,
             },
+            "best_of_n_curve": None if curve is None else [p.as_dict() for p in curve],
         }
 
 
@@ -127,9 +162,11 @@ def unsteered(backend: Backend) -> Backend:
 @dataclass
 class Alignment:
     """Decode under a value reward: `strategy` with `settings`, `reward` a detector name (with
-    `weights` per value) or `user:M.json:U` (a fitted user's reward).
+    `weights` per value) or `user:M.json:U` (a fitted user's reward). `measuring`, the run's
+    measuring detector, also reads every sample best-of-n draws, for its curve's control
+    success (without it the curve has the reward only).
 
-    >>> aligned = Alignment({"benevolence": 1.0}, "best-of-n", reward="lexicon")  # doctest: +SKIP
+    >>> aligned = Alignment({"power": 1}, reward="lexicon", measuring="embed")  # doctest: +SKIP
     >>> spec = RunSpec(interventions=(aligned,), detector="embed")  # doctest: +SKIP
     >>> run_audit("schwartz-open", spec)  # doctest: +SKIP
     """
@@ -139,14 +176,18 @@ class Alignment:
     reward: str = DEFAULT_REWARD
     settings: Settings = field(default_factory=Settings)
     taxonomy: str = "schwartz"
+    measuring: str | None = None
     model: RewardModel | None = None
     """A ready reward (Python API); else built from `reward` when the run starts."""
     ledger: Ledger = field(default_factory=Ledger)
+    measurer: Detector | None = field(default=None, repr=False)
+    """A ready measuring detector (Python API); else built from `measuring` when needed."""
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
         if self.settings.n < 1 or self.settings.top_k < 1:
             raise UsageError("-n and the candidates per token must be at least 1")
+        check_reward_not_measuring(self.reward_detector, self.measuring)
 
     # The Intervention protocol: an audit runs under it and records it as `alignment`.
     name = "alignment"
@@ -171,6 +212,19 @@ class Alignment:
                 detector = get_detector(self.reward, self.taxonomy)
                 self.model = ValueReward(detector, dict(self.weights))
         return self.model
+
+    def measured(self, pool: Pool) -> np.ndarray | None:
+        """(answers, samples, weighted values) signed readings of a pool by the measuring
+        detector, read as open instruments read answers (None without one)."""
+        if self.measurer is None and self.measuring is not None and self.weights:
+            from valuescope.detectors.registry import get_detector
+
+            self.measurer = get_detector(self.measuring, self.taxonomy)
+        if self.measurer is None or not self.weights:
+            return None
+        flat = [t for texts in pool.texts for t in texts]
+        read = signed_readings(self.measurer, flat, list(self.weights))
+        return read.reshape(*pool.scores.shape, len(self.weights))
 
     def wrap(self, backend: Backend) -> Backend:
         if self.strategy == "guided" and not isinstance(unsteered(backend), WhiteBoxBackend):
@@ -199,7 +253,7 @@ class Alignment:
             "weight": s.weight if self.strategy == "guided" else None,
             "lambda": s.lam if self.strategy == "resample" else None,
             "values": list(values),
-            **self.ledger.as_dict(values),
+            **self.ledger.as_dict(values, self.weights),
         }
 
 
@@ -229,26 +283,29 @@ class AlignedBackend:
         found = STRATEGY[a.strategy](self.prior, prompts, params, reward, a.settings)
         a.ledger.aligned_seconds += time.perf_counter() - started
         a.ledger.plain_seconds += found.plain_seconds
-        self._record(prompts, found.plain, found.answers, reward)
+        a.ledger.seed = params.seed
+        self._record(prompts, found, reward)
+        if found.pool is not None and found.pool.best_of:
+            a.ledger.add_pool(found.pool, a.measured(found.pool))
         if progress is not None:
             progress(len(prompts))
         return found.answers
 
-    def _record(
-        self,
-        prompts: Sequence[Context],
-        plain: list[list[str]],
-        aligned: list[list[str]],
-        reward: RewardModel,
-    ) -> None:
+    def _record(self, prompts: Sequence[Context], found: Decoded, reward: RewardModel) -> None:
         from valuescope.audit.open import answer_status
 
         ledger = self.alignment.ledger
-        rows = [(p, t) for p, group in zip(prompts, plain, strict=True) for t in group]
-        mine = [(p, t) for p, group in zip(prompts, aligned, strict=True) for t in group]
-        plain_parts = reward.parts([user_text(p) for p, _ in rows], [t for _, t in rows])
-        parts = reward.parts([user_text(p) for p, _ in mine], [t for _, t in mine])
-        referenced = reward.referenced(plain_parts)
+        rows = [(p, t) for p, group in zip(prompts, found.plain, strict=True) for t in group]
+        mine = [(p, t) for p, group in zip(prompts, found.answers, strict=True) for t in group]
+        pool = found.pool
+        if pool is not None:  # every sample read already: the plain are each pool's first
+            plain_parts = pool.parts[:, 0]
+            parts = pool.parts[np.arange(len(pool.chosen)), pool.chosen]
+        else:
+            plain_parts = reward.parts([user_text(p) for p, _ in rows], [t for _, t in rows])
+            parts = reward.parts([user_text(p) for p, _ in mine], [t for _, t in mine])
+        # the reward as the strategy read it, so the recorded gain is the one it sought
+        referenced = found.reward if found.reward is not None else reward.referenced(plain_parts)
         ledger.plain_parts += plain_parts.tolist()
         ledger.aligned_parts += parts.tolist()
         ledger.plain_reward += referenced.combine(plain_parts).tolist()
@@ -273,6 +330,23 @@ class AlignedBackend:
             else:
                 ledger.aligned_nll += nll
                 ledger.aligned_tokens += tokens
+
+
+def signed_readings(detector: Detector, texts: Sequence[str], values: Sequence[str]) -> np.ndarray:
+    """(texts, values) signed scores of answers read as open instruments read them: sentence
+    by sentence, a cut-off answer on its whole sentences; a degenerate answer (empty, repeated,
+    refusal) expresses nothing and reads 0."""
+    from valuescope.audit.open import answer_status
+    from valuescope.detectors.sentences import read_by_sentence
+
+    scored = [answer_status(t)[1] for t in texts]
+    usable = [k for k, text in enumerate(scored) if text]
+    found = np.zeros((len(texts), len(values)))
+    if usable:
+        read = read_by_sentence(detector, [scored[k] for k in usable]).answers
+        columns = [read.values.index(v) for v in values]
+        found[usable] = read.score[:, columns]
+    return found
 
 
 def parse_align(
@@ -301,7 +375,7 @@ def parse_align(
 
     check_detector_name(chosen)
     check_reward_not_measuring(chosen, measuring)
-    return Alignment(parse_weights(align), strategy, chosen, settings, taxonomy)
+    return Alignment(parse_weights(align), strategy, chosen, settings, taxonomy, measuring)
 
 
 def check_reward_not_measuring(reward: str | None, measuring: str | None) -> None:

@@ -1,7 +1,8 @@
 """Decoding strategies under a value reward (`--strategy`), each a function of one shape:
 
 - `best-of-n`: N plain samples per answer, the one of highest reward kept (its divergence from
-  the model is at most log N - (N-1)/N);
+  the model is at most log N - (N-1)/N); the best of each answer's first m samples, for m = 1,
+  2, 4, ... N, trace its curve (`best_of_n_curve`);
 - `resample`: N plain samples, one drawn with probability proportional to exp(lambda r)
   (importance resampling toward the tilted distribution p(y) exp(lambda r(y)));
 - `guided`: token by token, the top-k next tokens' logits raised by w x the reward of the
@@ -14,13 +15,15 @@ Each returns the plain answers it drew on too, so a run can set what it moved ag
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from valuescope.audit.profile import bootstrap_ci
 from valuescope.backends.base import Backend, Chat, Context, GenerationParams
 from valuescope.errors import UsageError
 from valuescope.steering.rewards import RewardModel
@@ -44,6 +47,23 @@ class Settings:
     lam: float = RESAMPLE_LAMBDA
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The samples best-of-n and resample choose among, one row per answer (prompt order, then
+    the prompt's answers), samples in the order drawn."""
+
+    texts: list[list[str]]
+    parts: np.ndarray
+    """(answers, samples, values) reward parts of each sample."""
+    scores: np.ndarray
+    """(answers, samples) combined rewards, as the choice read them."""
+    chosen: np.ndarray
+    """(answers,) index of the sample each answer kept."""
+    best_of: bool
+    """Whether the choice is the highest reward: then the best of each row's first m samples
+    trace the best-of-N curve."""
+
+
 @dataclass
 class Decoded:
     """A strategy's answers (n per prompt, prompt order) and the plain answers it drew on."""
@@ -51,6 +71,9 @@ class Decoded:
     answers: list[list[str]]
     plain: list[list[str]]
     plain_seconds: float
+    reward: RewardModel | None = None
+    """The reward as the strategy read it (its reference taken from the plain samples)."""
+    pool: Pool | None = None
 
 
 class Strategy(Protocol):
@@ -85,25 +108,37 @@ def _pick(
     reward: RewardModel,
     settings: Settings,
     choose: Callable[[np.ndarray, int], int],
+    best_of: bool = False,
 ) -> Decoded:
-    """N plain samples per answer, one kept per answer by `choose(rewards, answer index)`."""
+    """N plain samples per answer, one kept per answer by `choose(rewards, answer index)`
+    (`best_of`: the choice is the highest reward)."""
     wide = replace(params, n=params.n * settings.n)
     candidates, seconds = _timed_generate(backend, prompts, wide)
     flat = [t for group in candidates for t in group]
     users = [user_text(p) for p, group in zip(prompts, candidates, strict=True) for _ in group]
     parts = reward.parts(users, flat)
-    scores = reward.referenced(parts).combine(parts)
-    answers, plain = [], []
+    referenced = reward.referenced(parts)
+    scores = referenced.combine(parts)
+    answers, plain, picks = [], [], []
     for i, group in enumerate(candidates):
         chosen, first = [], []
         for k in range(params.n):
             start = (i * params.n + k) * settings.n
             pick = choose(scores[start : start + settings.n], i * params.n + k)
+            picks.append(pick)
             chosen.append(group[k * settings.n + pick])
             first.append(group[k * settings.n])
         answers.append(chosen)
         plain.append(first)
-    return Decoded(answers, plain, seconds / settings.n)
+    rows = len(picks)
+    pool = Pool(
+        [flat[j * settings.n : (j + 1) * settings.n] for j in range(rows)],
+        parts.reshape(rows, settings.n, parts.shape[1]),
+        scores.reshape(rows, settings.n),
+        np.array(picks, dtype=int),
+        best_of,
+    )
+    return Decoded(answers, plain, seconds / settings.n, referenced, pool)
 
 
 def best_of_n_strategy(
@@ -114,7 +149,90 @@ def best_of_n_strategy(
     settings: Settings,
 ) -> Decoded:
     """The highest-reward of N samples (the first of equals)."""
-    return _pick(backend, prompts, params, reward, settings, lambda r, _: int(np.argmax(r)))
+    return _pick(backend, prompts, params, reward, settings, _highest, best_of=True)
+
+
+def _highest(rewards: np.ndarray, index: int) -> int:
+    return int(np.argmax(rewards))  # the first of equals
+
+
+def curve_sizes(n: int) -> list[int]:
+    """The m of the best-of-N curve: 1, 2, 4, ... up to n, and n itself."""
+    sizes = [1 << k for k in range(n.bit_length())]
+    return sizes if sizes[-1] == n else [*sizes, n]
+
+
+def divergence_bound(m: int) -> float:
+    """log m - (m-1)/m: the most best-of-m can diverge from the model (KL, nats)."""
+    return math.log(m) - (m - 1) / m
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Best-of-m on the first m samples of each pool: its reward and, where a measuring
+    detector read the samples, its reading and control success (share of picks it reads as
+    moved toward the weights) with a 95% bootstrap CI."""
+
+    n: int
+    kl_bound: float
+    reward: float
+    reward_reading: dict[str, float]
+    measuring: dict[str, float] | None = None
+    success: float | None = None
+    success_ci: tuple[float | None, float | None] = (None, None)
+
+    def as_dict(self) -> dict[str, Any]:
+        success = None
+        if self.success is not None:
+            success = {"rate": self.success, "ci": list(self.success_ci)}
+        return {"n": self.n, "kl_bound": self.kl_bound, "reward": self.reward,
+                "success": success, "measuring": self.measuring,
+                "reward_reading": self.reward_reading}  # fmt: skip
+
+
+def best_of_n_curve(
+    scores: np.ndarray,
+    parts: np.ndarray,
+    values: Sequence[str],
+    measured: np.ndarray | None = None,
+    weights: Mapping[str, float] | None = None,
+    seed: int = 0,
+) -> list[CurvePoint]:
+    """Per m of `curve_sizes`, best-of-n's choice among each pool's first m samples (highest
+    score, the first of equals): m = 1 is plain sampling, m = N the answers a run kept.
+
+    Args:
+        scores: (answers, N) combined rewards; `parts`: (answers, N, values) their parts.
+        measured: (answers, N, weighted values) the measuring detector's signed readings, in
+            `weights`' order; a pick is a success when sum_v w_v x reading_v > 0.
+    """
+    if not len(scores):
+        return []
+    rows = np.arange(len(scores))
+    w = np.array(list((weights or {}).values()), dtype=float)
+    found = []
+    for m in curve_sizes(scores.shape[1]):
+        picks = np.argmax(scores[:, :m], axis=1)  # the first of equals
+        point = CurvePoint(
+            m, divergence_bound(m), float(scores[rows, picks].mean()),
+            dict(zip(values, map(float, parts[rows, picks].mean(axis=0)), strict=True)),
+        )  # fmt: skip
+        if measured is not None and weights:
+            read = measured[rows, picks]
+            toward = (read @ w > 0).astype(float)
+            low, high = bootstrap_ci(toward.tolist(), seed)
+            point = replace(
+                point,
+                measuring=dict(zip(weights, map(float, read.mean(axis=0)), strict=True)),
+                success=float(toward.mean()),
+                success_ci=(_finite(low), _finite(high)),
+            )
+        found.append(point)
+    return found
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN: one answer has no CI
 
 
 def resample_strategy(
@@ -157,7 +275,7 @@ def guided_strategy(
 
     plain, seconds, referenced = _plain_reference(backend, prompts, params, reward)
     answers = guided_generate(backend, prompts, params, referenced, settings.weight, settings.top_k)
-    return Decoded(answers, plain, seconds)
+    return Decoded(answers, plain, seconds, referenced)
 
 
 def sentence_strategy(
@@ -172,7 +290,7 @@ def sentence_strategy(
 
     plain, seconds, referenced = _plain_reference(backend, prompts, params, reward)
     answers = sentence_generate(backend, prompts, params, referenced, settings.n)
-    return Decoded(answers, plain, seconds)
+    return Decoded(answers, plain, seconds, referenced)
 
 
 STRATEGY: dict[str, Strategy] = {
