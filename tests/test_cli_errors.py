@@ -164,6 +164,21 @@ def test_audit_steering_flags_fail_before_any_model(
     assert not out.exists()
 
 
+def test_an_intervention_a_kind_refuses_names_the_flag_given(
+    vector_file: Path, tmp_path: Path, no_model: None
+) -> None:
+    out = tmp_path / "run"
+    done = run_cli("audit", "-i", "schwartz-portraits", "--align", "benevolence=1",
+                   "--out", str(out))  # fmt: skip
+    refused(done, "--align does not apply to likert instruments")
+    assert "--steer" not in done.stderr
+    done = run_cli("audit", "-i", "schwartz-portraits", "--steer", f"{vector_file}:power=1",
+                   "--out", str(out))  # fmt: skip
+    refused(done, "--steer does not apply to likert instruments")
+    assert "--align" not in done.stderr
+    assert not out.exists()
+
+
 def test_a_steered_audit_of_a_server_model_opens_nothing(vector_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "served"
     done = run_cli("audit", "--steer", f"{vector_file}:power=1",

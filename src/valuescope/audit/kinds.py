@@ -33,7 +33,7 @@ FLAGS = {
     "budget": "--budget",
     "paraphrase": "--paraphrase/--no-paraphrase",
     "panel": "--alpha",
-    "interventions": "--steer",
+    "interventions": "--steer/--align",
     "samples": "--samples",
     "detector": "--detector",
 }
@@ -292,8 +292,11 @@ def check_spec(instrument: Instrument, spec: RunSpec) -> InstrumentKind:
     for setting in spec.given():
         if setting not in kind.honours:
             hint = kind.hint(setting)
+            flag = FLAGS[setting]
+            if setting == "interventions":  # name the flags this run used, not every one
+                flag = " and ".join(dict.fromkeys(i.flag for i in spec.interventions)) or flag
             raise UsageError(
-                f"{FLAGS[setting]} does not apply to {kind.name} instruments "
+                f"{flag} does not apply to {kind.name} instruments "
                 f"({instrument.name}){f'; {hint}' if hint else ''}"
             )
     if spec.method != "auto" and spec.method not in kind.methods:

@@ -6,7 +6,7 @@ import hashlib
 import inspect
 import json
 from collections import defaultdict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,10 @@ from valuescope.backends.residual import ResidualStream
 from valuescope.backends.spec import ModelSpec
 from valuescope.backends.template import render
 from valuescope.errors import ModelNotAvailableError, UsageError
+
+Adjust = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""A sampling step's hook: (next-token logits rows x vocab, tokens so far, rows done, step) ->
+the logits to sample from."""
 
 SHARED_PREFIX = 8
 """Contexts of a batch that start with at least this many common tokens run them once."""
@@ -455,25 +459,31 @@ class LocalBackend:
                 progress(len(chunk))
         return outputs
 
-    def _sample(self, texts: list[str], params: GenerationParams) -> list[str]:
-        """Temperature / top-p sampling, `params.n` rows per text, one RNG per row.
+    def _sample(
+        self, texts: list[str], params: GenerationParams, adjust: Adjust | None = None
+    ) -> list[str]:
+        """Temperature / top-p sampling, `params.n` rows per text, one RNG per row (greedy, one
+        row per text, when the temperature is 0). `adjust(logits, new, done, step)` may change
+        each step's next-token logits (guided decoding tilts them under a reward).
 
         Written here rather than through `model.generate`, which draws every row from one
         global RNG: batching prompts there would make a prompt's samples depend on its
         neighbours.
         """
         device = self.model.device
+        greedy = params.temperature == 0
+        n = 1 if greedy else params.n
         generators = [
             torch.Generator().manual_seed(
                 (params.seed * 1_000_003 + _stable_hash(text)) * 1_009 + k
             )
             for text in texts
-            for k in range(params.n)
+            for k in range(n)
         ]
         # Each prompt is read once; its cache is then repeated for its n rows.
         out, mask, positions = self._prefill([self._encode(t) for t in texts])
-        rows = len(texts) * params.n
-        expand = torch.arange(len(texts)).repeat_interleave(params.n)
+        rows = len(texts) * n
+        expand = torch.arange(len(texts)).repeat_interleave(n)
         _kv_cache(out).reorder_cache(expand.to(device))
         logits = out.logits[expand.to(device), -1, :]
         mask = mask[expand]
@@ -482,12 +492,19 @@ class LocalBackend:
         new = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long)
         done = torch.zeros(rows, dtype=torch.bool)
         for step in range(params.max_new_tokens):
-            probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
-            if params.top_p < 1.0:
-                probs = _top_p(probs, params.top_p)
-            cdf = probs.cumsum(-1)
-            draws = torch.stack([torch.rand(1, generator=g) for g in generators]) * cdf[:, -1:]
-            token = torch.searchsorted(cdf, draws).clamp(max=probs.shape[-1] - 1).squeeze(-1)
+            scores = logits.float().cpu()
+            if adjust is not None:
+                scores = adjust(scores, new, done, step)
+            if greedy:
+                token = scores.argmax(-1)
+            else:
+                probs = torch.softmax(scores / params.temperature, dim=-1)
+                if params.top_p < 1.0:
+                    probs = _top_p(probs, params.top_p)
+                cdf = probs.cumsum(-1)
+                draws = torch.stack([torch.rand(1, generator=g) for g in generators])
+                draws = draws * cdf[:, -1:]
+                token = torch.searchsorted(cdf, draws).clamp(max=probs.shape[-1] - 1).squeeze(-1)
             token = torch.where(done, torch.full_like(token, self.pad_id), token)
             new[:, step] = token
             done |= torch.isin(token, stops)

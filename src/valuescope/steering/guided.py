@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from valuescope.backends.base import Backend, Chat, Context, GenerationParams
-from valuescope.backends.local import LocalBackend, _kv_cache, _stable_hash, _top_p
+from valuescope.backends.local import LocalBackend
 from valuescope.detectors.sentences import split_sentences
 from valuescope.errors import UsageError
 from valuescope.steering.rewards import RewardModel
@@ -118,59 +118,21 @@ def _decode(
     weight: float,
     top_k: int,
 ) -> list[str]:
-    """The sampling loop of `LocalBackend._sample` (greedy when temperature is 0), tilted."""
-    device = local.model.device
-    greedy = params.temperature == 0
-    n = 1 if greedy else params.n
-    generators = [
-        torch.Generator().manual_seed((params.seed * 1_000_003 + _stable_hash(text)) * 1_009 + k)
-        for text in texts
-        for k in range(n)
-    ]
-    out, mask, positions = local._prefill([local._encode(t) for t in texts])
-    rows = len(texts) * n
-    expand = torch.arange(len(texts)).repeat_interleave(n)
-    _kv_cache(out).reorder_cache(expand.to(device))
-    logits = out.logits[expand.to(device), -1, :]
-    mask = mask[expand]
-    next_pos = positions[expand, -1] + 1
-    stops = local._stop_ids()
-    new = torch.full((rows, params.max_new_tokens), local.pad_id, dtype=torch.long)
-    done = torch.zeros(rows, dtype=torch.bool)
-    row_users = [users[i // n] for i in range(rows)]
-    for step in range(params.max_new_tokens):
+    """`LocalBackend._sample` (greedy when temperature is 0) with each step's logits tilted."""
+    n = 1 if params.temperature == 0 else params.n
+    row_users = [users[i // n] for i in range(len(texts) * n)]
 
-        def partial(row: int, token: int, step: int = step) -> str:
+    def adjust(
+        logits: torch.Tensor, new: torch.Tensor, done: torch.Tensor, step: int
+    ) -> torch.Tensor:
+        def partial(row: int, token: int) -> str:
             ids = [*new[row, :step].tolist(), token]
             return str(local.tokenizer.decode(ids, skip_special_tokens=True)).strip()
 
-        active = [r for r in range(rows) if not bool(done[r])]
-        scores = tilt(logits.float().cpu(), active, partial, row_users, reward, weight, top_k)
-        if greedy:
-            token = scores.argmax(-1)
-        else:
-            probs = torch.softmax(scores / params.temperature, dim=-1)
-            if params.top_p < 1.0:
-                probs = _top_p(probs, params.top_p)
-            cdf = probs.cumsum(-1)
-            draws = torch.stack([torch.rand(1, generator=g) for g in generators]) * cdf[:, -1:]
-            token = torch.searchsorted(cdf, draws).clamp(max=probs.shape[-1] - 1).squeeze(-1)
-        token = torch.where(done, torch.full_like(token, local.pad_id), token)
-        new[:, step] = token
-        done |= torch.isin(token, stops)
-        if bool(done.all()) or step == params.max_new_tokens - 1:
-            break
-        mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
-        out = local.model(
-            input_ids=token[:, None].to(device),
-            attention_mask=mask.to(device),
-            position_ids=next_pos[:, None].to(device),
-            use_cache=True,
-            **{local._cache_arg: _kv_cache(out)},
-        )
-        logits = out.logits[:, -1, :]
-        next_pos = next_pos + 1
-    return local._decode(new)
+        active = [r for r in range(len(row_users)) if not bool(done[r])]
+        return tilt(logits, active, partial, row_users, reward, weight, top_k)
+
+    return local._sample(texts, params, adjust)
 
 
 def _transformers_processor() -> type:

@@ -18,6 +18,7 @@ from valuescope.audit.open import OpenResult, detector_names
 from valuescope.audit.run import run_audit
 from valuescope.audit.shifts import Shift, measured_shifts, paired_shift, reached
 from valuescope.backends.base import Backend, Chat, WhiteBoxBackend
+from valuescope.detectors.registry import DEFAULT_DETECTOR
 from valuescope.errors import UsageError
 from valuescope.instruments.dilemma import load_dilemmas
 from valuescope.instruments.open import OpenPrompts
@@ -293,7 +294,8 @@ def steer_by_decoding(
     tax = judged.taxonomy.name
     decoding = calibrate_decoding(base, target, strategy, chosen, held, left, tax, seed,
                                   max_strength, progress)  # fmt: skip
-    aligned = Alignment(dict(target), strategy, chosen, decoding.settings(), tax)
+    aligned = Alignment(dict(target), strategy, chosen, decoding.settings(), tax,
+                        measuring=detector or DEFAULT_DETECTOR)  # fmt: skip
     spec = RunSpec(model=backend.spec.raw, seed=seed, paraphrase=False, limit=limit,
                    samples=OPEN_SAMPLES, detector=detector)  # fmt: skip
     plain = run_audit(judged, spec, backend=backend, out=out / "unsteered", progress=progress)
