@@ -72,15 +72,23 @@ INSTRUMENTS: dict[str, tuple[str, str, list[str]]] = {
     ),
     "portraits-scale": ("schwartz-portraits", "scale", []),
     "outcomes-choice": ("schwartz-outcomes", "choice", ["--budget", "160"]),
+    "open-embed": (
+        "schwartz-open", "generate",
+        ["--no-paraphrase", "--samples", "1", "--detector", "embed"],
+    ),
 }  # fmt: skip
 
 # Persona recovery of the same instruments on this model: the dilemma methods from
 # methods/schwartz-dilemmas-balanced/comparison.json (read at run time), the others as
 # docs/results/questionnaires.md reports them (single `valuescope validate` runs, no file here).
 PERSONA_QUESTIONNAIRES = {
-    "portraits-scale": {"top1": 0.1, "top3": 0.3, "source": "docs/results/questionnaires.md"},
-    "outcomes-choice": {"top1": 0.2, "top3": 0.3, "source": "docs/results/questionnaires.md"},
-}
+    "portraits-scale": {"top1": 0.1, "top3": 0.3, "mean_own_shift": None,
+                        "source": "docs/results/questionnaires.md"},
+    "outcomes-choice": {"top1": 0.2, "top3": 0.3, "mean_own_shift": None,
+                        "source": "docs/results/questionnaires.md"},
+}  # fmt: skip
+OPEN_PERSONAS = HERE / "results" / "open.json"
+"""Persona recovery of schwartz-open (its first 30 prompts) here, by bench/open_bench.py."""
 
 
 def peft_python() -> Path:
@@ -297,10 +305,76 @@ def recovery(name: str, values: list[str]) -> dict[str, Any]:
     }
 
 
+def text_logprobs(model: str) -> list[float]:
+    """Per-token log-likelihood of every labelled detector text (valuescope's schwartz-labelled
+    set: written for the detectors, not for this bench, so held out from every fine-tune) as the
+    model's answer to the fine-tuning prompts in turn; cached per model."""
+    out = RUNS / "manipulation" / f"{model}.json"
+    if out.exists():
+        return list(json.loads(out.read_text()))
+    from valuescope import Chat, load_backend
+    from valuescope.backends.base import LoglikelihoodRequest
+    from valuescope.detectors.labelled import load_labelled
+
+    texts = load_labelled("schwartz").texts
+    prompts = read_yaml(TEXTS)["prompts"]
+    backend = load_backend("smollm2" if model == "base" else f"hf:{MODELS / f'kg-{model}'}")
+    asked = [LoglikelihoodRequest(Chat(prompts[i % len(prompts)]), t.text)
+             for i, t in enumerate(texts)]  # fmt: skip
+    found = [r.logprob / r.n_tokens for r in backend.loglikelihood(asked)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(found) + "\n")
+    return found
+
+
+def manipulation_check(values: list[str]) -> dict[str, Any]:
+    """Did each fine-tune move its own value, read without any instrument? Per fine-tune f and
+    value v: the mean gain in per-token log-likelihood (f against the base) of the held-out
+    labelled texts upholding v, minus the mean gain over all labelled texts. The own value
+    ranking first says the fine-tune took; an instrument that then misses it is blind to it."""
+    from valuescope.detectors.labelled import load_labelled
+
+    texts = load_labelled("schwartz").texts
+    base = np.array(text_logprobs("base"))
+    rng = np.random.default_rng(0)
+    per: dict[str, Any] = {}
+    for value in values:
+        gain = np.array(text_logprobs(value)) - base
+        lifts = {}
+        for v in (t for t in read_yaml(TEXTS)["values"]):
+            upholding = np.array([v in t.upholds for t in texts])
+            lifts[v] = float(gain[upholding].mean() - gain.mean())
+        own = np.array([value in t.upholds for t in texts])
+        draws = [
+            gain[rng.choice(np.flatnonzero(own), own.sum())].mean()
+            - gain[rng.choice(len(gain), len(gain))].mean()
+            for _ in range(2000)
+        ]
+        per[value] = {
+            "own_lift": lifts[value],
+            "own_lift_ci": [float(x) for x in np.percentile(draws, [2.5, 97.5])],
+            "rank": 1 + sum(x > lifts[value] for x in lifts.values()),
+            "mean_gain": float(gain.mean()),
+            "lifts": lifts,
+        }
+    return {
+        "texts": len(texts),
+        "top1": float(np.mean([p["rank"] == 1 for p in per.values()])),
+        "top3": float(np.mean([p["rank"] <= 3 for p in per.values()])),
+        "own_ci_above_zero": sum(p["own_lift_ci"][0] > 0 for p in per.values()),
+        "finetunes": per,
+    }
+
+
 def persona_recovery(name: str) -> dict[str, Any] | None:
     """Persona recovery of the same instrument and method on this model, where measured."""
     if name in PERSONA_QUESTIONNAIRES:
         return PERSONA_QUESTIONNAIRES[name]
+    if name == "open-embed":
+        found = json.loads(OPEN_PERSONAS.read_text())["figures"]["persona_recovery"]
+        return {"top1": found["top1"], "top3": found["top3"],
+                "mean_own_shift": found["mean_own_delta"],
+                "source": "bench/results/open.json (30 prompts)"}  # fmt: skip
     method = json.loads(PERSONAS.read_text())["methods"].get(INSTRUMENTS[name][1])
     if method is None:
         return None
@@ -314,6 +388,8 @@ def main() -> None:
     parser.add_argument("--values", help="comma-separated values (default: all ten)")
     parser.add_argument("--instruments", help=f"comma-separated, of {', '.join(INSTRUMENTS)}")
     parser.add_argument("--finetunes-only", action="store_true", help="fine-tune, audit nothing")
+    check = "only the manipulation check (labelled texts' likelihoods)"
+    parser.add_argument("--check-only", action="store_true", help=check)
     parser.add_argument("--finetune", help=argparse.SUPPRESS)  # the child's entry
     args = parser.parse_args()
     if args.finetune:
@@ -332,6 +408,12 @@ def main() -> None:
     # Merged, not replaced: runs over other values (or side by side) keep each other's records.
     results["finetunes"] = {**results.get("finetunes", {}), **{v: fine_tuned(v) for v in values}}
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    if args.check_only or not args.finetunes_only:
+        results["manipulation"] = manipulation_check(values)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        check = results["manipulation"]
+        print(f"manipulation check: top-1 {check['top1']:.0%}, top-3 {check['top3']:.0%}")
+    names = [] if args.check_only else names
     results.setdefault("instruments", {})
     for name in names:
         found = recovery(name, values)
