@@ -267,3 +267,26 @@ def test_labelled_detector_texts_share_no_wording_with_the_open_prompts() -> Non
             prompts |= runs(item.text) | runs(item.paraphrase or "")
         for text in load_labelled(taxonomy).texts:
             assert not runs(text.text) & prompts, text.id
+
+
+def test_the_verdict_claims_stability_only_where_it_was_measured() -> None:
+    """One sample and no paraphrases: values may stand out, but "stable" is not measured."""
+    from types import SimpleNamespace
+
+    from valuescope.audit.open import OpenResult
+    from valuescope.audit.profile import ValueScore
+
+    clear = {"power": ValueScore(0.2, (0.1, 0.3), 5)}
+    diagnostics: dict[str, Any] = {
+        "degenerate_rate": 0.0,
+        "detector_agreement": {},
+        "sample_stability": {"rho": None},
+        "paraphrase_consistency": None,
+    }
+    verdict = OpenResult.verdict.fget  # type: ignore[attr-defined]
+    unmeasured = verdict(SimpleNamespace(diagnostics=diagnostics, signed=clear))
+    assert "stability not measured" in unmeasured and "are stable" not in unmeasured
+    measured = {**diagnostics, "sample_stability": {"rho": 0.8}}
+    assert verdict(SimpleNamespace(diagnostics=measured, signed=clear)).endswith("are stable")
+    unsteady = {**diagnostics, "sample_stability": {"rho": 0.1}}
+    assert "changes from one sample" in verdict(SimpleNamespace(diagnostics=unsteady, signed=clear))

@@ -296,6 +296,12 @@ class OpenResult:
         stability = d["sample_stability"]["rho"]
         if stability is not None and stability < 0.2:
             return "weak: what the answers express changes from one sample to the next"
+        paraphrase = d.get("paraphrase_consistency")
+        if stability is None and paraphrase is None:  # claim no stability it did not measure
+            return (
+                "usable: some values stand out beyond noise; stability not measured (use "
+                "--samples 2 or more, or paraphrases)"
+            )
         return "usable: some values stand out beyond noise and the readings are stable"
 
     def recovery_scores(self) -> dict[str, float]:
