@@ -36,8 +36,8 @@ def _merge(part: str, data: dict[str, Any]) -> None:
 def speed(prompts: int, rounds: int) -> dict[str, Any]:
     import torch
 
+    from valuescope.audit.answers import MAX_NEW_TOKENS, SAMPLES, TEMPERATURE, generate_answers
     from valuescope.audit.kinds import RunSpec, load_instrument
-    from valuescope.audit.open import MAX_NEW_TOKENS, SAMPLES, TEMPERATURE, generate_answers
     from valuescope.backends import load_backend
     from valuescope.backends.base import Chat
 

@@ -236,7 +236,7 @@ def test_reward_hacking_shows_on_the_curve_as_success_falling_while_reward_rises
 def test_a_best_of_n_run_records_its_curve(
     tiny_backend: Any, tmp_path: Path, n: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("valuescope.audit.open.MAX_NEW_TOKENS", 24)
+    monkeypatch.setattr("valuescope.audit.answers.MAX_NEW_TOKENS", 24)
     aligned = parse_align("benevolence=1", "best-of-n", n, "hashed", "lexicon")
     assert aligned.measuring == "lexicon"
     spec = RunSpec(model="hf:tiny", samples=2, detector="lexicon", paraphrase=False,
@@ -359,7 +359,7 @@ def small_open(tmp_path: Path) -> Path:
 def test_results_json_records_the_alignment(
     tiny_backend: Any, tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("valuescope.audit.open.MAX_NEW_TOKENS", 24)  # short answers: quick
+    monkeypatch.setattr("valuescope.audit.answers.MAX_NEW_TOKENS", 24)  # short answers: quick
     aligned = parse_align("benevolence=1", strategy, 3, "cue-words", "lexicon")
     spec = RunSpec(model="hf:tiny", samples=1, detector="lexicon", paraphrase=False,
                    interventions=(aligned,))  # fmt: skip

@@ -229,7 +229,7 @@ def test_a_best_of_n_card_plots_its_curve_and_keeps_payloads_inert(
 
     from valuescope.steering.alignment import parse_align
 
-    monkeypatch.setattr("valuescope.audit.open.MAX_NEW_TOKENS", 16)  # short answers: quick
+    monkeypatch.setattr("valuescope.audit.answers.MAX_NEW_TOKENS", 16)  # short answers: quick
     instrument = tmp_path / "open.yaml"
     instrument.write_text(yaml.safe_dump({"kind": "open", "name": "mini-open", "taxonomy": "schwartz",
         "items": [{"id": "o1", "text": f"Should I help? {PAYLOAD}", "values": ["benevolence"]},

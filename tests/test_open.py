@@ -13,8 +13,8 @@ import pytest
 import yaml
 from support.cli import run_cli
 
+from valuescope.audit.answers import answer_status
 from valuescope.audit.kinds import RunSpec, check_spec, get_kind, load_instrument
-from valuescope.audit.open import answer_status
 from valuescope.audit.results import json_safe, read_results, write_results
 from valuescope.audit.run import run_audit
 from valuescope.backends.base import Context, GenerationParams, Progress

@@ -52,7 +52,7 @@ def _cli(*args: str) -> Ran:
 
 @pytest.fixture
 def short_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("valuescope.audit.open.MAX_NEW_TOKENS", 12)  # quick on a CPU
+    monkeypatch.setattr("valuescope.audit.answers.MAX_NEW_TOKENS", 12)  # quick on a CPU
 
 
 def small_open(tmp_path: Path) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,135 +27,36 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+# the generation settings are read through the module, so a change to one reaches the answers
+# and the recorded settings alike
+from valuescope.audit import answers as answering
+from valuescope.audit.answers import Answer, generate_answers
+from valuescope.audit.answers import answer_status as answer_status  # still importable here
 from valuescope.audit.diagnostics import share_including
 from valuescope.audit.kinds import (
     CardSection,
     DiagnosticRow,
     ItemsTable,
     RunSpec,
-    chunk_key,
     run_checkpoint,
     server_figures,
 )
 from valuescope.audit.profile import Profile, ValueScore, bootstrap_ci
-from valuescope.backends.base import Backend, Chat, GenerationParams
+from valuescope.backends.base import Backend
 from valuescope.checkpoint import Checkpoint, memo
 from valuescope.detectors.base import Detector, Readings
 from valuescope.detectors.registry import DEFAULT_DETECTOR, check_detector_name, get_detector
-from valuescope.detectors.sentences import read_by_sentence, split_sentences
+from valuescope.detectors.sentences import read_by_sentence
 from valuescope.errors import UsageError
 from valuescope.instruments.document import Document, Instrument
 from valuescope.instruments.open import OpenItem, OpenPrompts, parse_open
 from valuescope.instruments.taxonomy import Taxonomy
 from valuescope.progress import ProgressHook
 
-SAMPLES = 2
-"""Answers per prompt and wording (the default of --samples)."""
-TEMPERATURE = 0.7
-MAX_NEW_TOKENS = 96
-CHUNK = 16
 EXAMPLES = 3
 """Most value-laden sentences the card shows per value."""
 AGREEMENT_DETECTOR = "lexicon"
 """The second reader by default, where it reads the taxonomy (Schwartz)."""
-
-_REFUSAL = re.compile(
-    r"^\W*(?:(?:i'?m|i am) sorry,? but |sorry,? but |unfortunately,? )?(?:as an ai\b[^.]*?,? )?"
-    r"(?:i can(?:'|no)?t|i (?:am|'m) (?:not able|unable)|i (?:won'?t|will not)) "
-    r"(?:help|assist|answer|provide|give|advise|do that|comply|support)",
-    re.IGNORECASE,
-)
-_ENDS = (".", "!", "?", '"', "'", ")", "”", "’", "…", ":")
-
-
-def answer_status(text: str) -> tuple[str, str]:
-    """(status, text to score) of one answer: ok, cut off (scored on its whole sentences),
-    or degenerate (empty, repeated, refusal: not scored)."""
-    stripped = text.strip()
-    words = stripped.split()
-    if len(words) < 3:
-        return "empty", ""
-    if _REFUSAL.match(stripped):
-        return "refusal", ""
-    shingles = [" ".join(words[k : k + 3]).lower() for k in range(len(words) - 2)]
-    if len(shingles) >= 12 and len(set(shingles)) / len(shingles) < 0.5:
-        return "repeated", ""
-    if stripped.endswith(_ENDS):
-        return "ok", stripped
-    sentences = split_sentences(stripped)
-    whole = " ".join(sentences[:-1]) if len(sentences) > 1 else stripped
-    return "cut off", whole
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One sampled answer to one wording of one prompt."""
-
-    item: str
-    wording: str  # "original" | "paraphrase"
-    sample: int
-    prompt: str
-    text: str
-
-    @property
-    def status(self) -> str:
-        return answer_status(self.text)[0]
-
-    @property
-    def scored(self) -> str:
-        return answer_status(self.text)[1]
-
-    @property
-    def usable(self) -> bool:
-        return self.status in ("ok", "cut off")
-
-
-def wordings(item: OpenItem, paraphrase: bool) -> list[tuple[str, str]]:
-    found = [("original", item.text)]
-    if paraphrase and item.paraphrase:
-        found.append(("paraphrase", item.paraphrase))
-    return found
-
-
-def generate_answers(
-    backend: Backend,
-    items: Sequence[OpenItem],
-    spec: RunSpec,
-    paraphrase: bool,
-    checkpoint: Checkpoint | None,
-    progress: ProgressHook | None,
-    timing: dict[str, float] | None = None,
-) -> list[Answer]:
-    """`spec.samples` answers per prompt and wording, chunk by chunk through the checkpoint.
-
-    `timing` gets the seconds spent generating and the answers generated in this call (not
-    those read back from the checkpoint)."""
-    samples = spec.samples or SAMPLES
-    params = GenerationParams(MAX_NEW_TOKENS, TEMPERATURE, n=samples, seed=spec.seed)
-    asked = [(item.id, name, text) for item in items for name, text in wordings(item, paraphrase)]
-    label = f"answering ({samples} per prompt)"
-    if progress:
-        progress(label, 0, len(asked))
-    answers: list[Answer] = []
-    for start in range(0, len(asked), CHUNK):
-        chunk = asked[start : start + CHUNK]
-        key = chunk_key("open/answers", start, len(chunk), CHUNK)
-
-        def ask(chunk: list[tuple[str, str, str]] = chunk) -> list[list[str]]:
-            contexts = [Chat(text, spec.system) for _, _, text in chunk]
-            started = time.perf_counter()
-            found = backend.generate(contexts, params)
-            if timing is not None:
-                timing["seconds"] = timing.get("seconds", 0.0) + time.perf_counter() - started
-                timing["answers"] = timing.get("answers", 0.0) + sum(len(g) for g in found)
-            return found
-
-        texts = memo(checkpoint, key, ask)
-        for (item_id, name, prompt), group in zip(chunk, texts, strict=True):
-            answers += [Answer(item_id, name, k, prompt, t) for k, t in enumerate(group)]
-        if progress:
-            progress(label, len(chunk), len(asked))
-    return answers
 
 
 @dataclass
@@ -351,9 +251,9 @@ class OpenResult:
                 "detector": self.detector,
                 "agreement_detectors": [r.detector for r in self.readings[1:]],
                 "by_sentence": True,
-                "samples": self.spec.samples or SAMPLES,
-                "temperature": TEMPERATURE,
-                "max_new_tokens": MAX_NEW_TOKENS,
+                "samples": self.spec.samples or answering.SAMPLES,
+                "temperature": answering.TEMPERATURE,
+                "max_new_tokens": answering.MAX_NEW_TOKENS,
                 "signed": Profile(self.signed).as_dict(),
                 "answers": counts,
                 "examples": self.examples(),
@@ -588,10 +488,10 @@ class OpenKind:
         """Answers depend on the samples and wordings asked; readings on the detectors."""
         assert isinstance(instrument, OpenPrompts)
         return {
-            "samples": spec.samples or SAMPLES,
+            "samples": spec.samples or answering.SAMPLES,
             "paraphrase": self._paraphrase(instrument, spec),
             "detectors": detector_names(instrument, spec),
-            "generation": [TEMPERATURE, MAX_NEW_TOKENS],
+            "generation": [answering.TEMPERATURE, answering.MAX_NEW_TOKENS],
         }
 
     @staticmethod
@@ -633,7 +533,7 @@ class OpenKind:
             if para_scores
             else None
         )
-        samples = spec.samples or SAMPLES
+        samples = spec.samples or answering.SAMPLES
         first = per_item(answers, main, usable, items, "original", 0)
         second = per_item(answers, main, usable, items, "original", 1) if samples > 1 else {}
         counts: dict[str, int] = {}

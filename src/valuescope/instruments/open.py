@@ -1,8 +1,8 @@
 """Open instruments: requests a person might send, answered in the model's own words.
 
 Each item lists the values at stake; the answers are read by a value detector
-(`valuescope.detectors`). The items and their file format; how a model answers them and how the
-answers become a profile is `valuescope.audit.open`.
+(`valuescope.detectors`). The items and their file format; how a model answers them is
+`valuescope.audit.answers`, and how the answers become a profile `valuescope.audit.open`.
 """
 
 from __future__ import annotations

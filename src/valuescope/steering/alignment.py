@@ -292,7 +292,7 @@ class AlignedBackend:
         return found.answers
 
     def _record(self, prompts: Sequence[Context], found: Decoded, reward: RewardModel) -> None:
-        from valuescope.audit.open import answer_status
+        from valuescope.audit.answers import answer_status
 
         ledger = self.alignment.ledger
         rows = [(p, t) for p, group in zip(prompts, found.plain, strict=True) for t in group]
@@ -336,7 +336,7 @@ def signed_readings(detector: Detector, texts: Sequence[str], values: Sequence[s
     """(texts, values) signed scores of answers read as open instruments read them: sentence
     by sentence, a cut-off answer on its whole sentences; a degenerate answer (empty, repeated,
     refusal) expresses nothing and reads 0."""
-    from valuescope.audit.open import answer_status
+    from valuescope.audit.answers import answer_status
     from valuescope.detectors.sentences import read_by_sentence
 
     scored = [answer_status(t)[1] for t in texts]

@@ -332,7 +332,7 @@ def calibrate_decoding(
     (perplexity under the unsteered model, relative to the plain answers it drew on: the
     alignment ledger's `fluency.cost`) passes `budget` or `maximum` is reached; keep the
     strongest within the budget."""
-    from valuescope.audit.open import MAX_NEW_TOKENS, TEMPERATURE
+    from valuescope.audit.answers import MAX_NEW_TOKENS, TEMPERATURE
     from valuescope.steering.alignment import Alignment
 
     knob = KNOBS[strategy]
