@@ -14,7 +14,7 @@ since plain answers already uphold the value at stake most of the time) = share 
 N plain samples the answer's measuring reading beats (ties half; plain is near 0.5). Best-of-m
 for m = 1, 2, ..., N is read off the same pools of N plain samples (the first m of each).
 
-    .venv/bin/python bench/alignment.py            # resumes from runs/alignment/STORE
+    .venv/bin/python bench/alignment.py            # resumes from runs/alignment/answers-*.json
 
 Figures go to bench/results/alignment.json (docs/results/alignment.md reads them).
 """
@@ -66,6 +66,8 @@ MAX_NEW_TOKENS = 48
 TEMPERATURE = 0.7
 REWARD = "lexicon"
 MEASURING = "embed"
+OTHER_REWARDS = ("probe:smollm2",)
+"""Rewards best-of-N is also read under, on the same pools (measured by MEASURING still)."""
 GUIDED_WEIGHT = 4.0
 TOP_K = 8
 VECTORS = Path.home() / ".cache/valuescope/detectors/vectors-de42a8d2fe4edcad265e9fe5.safetensors"
@@ -310,7 +312,47 @@ def figures(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) 
     }
     return {"values": per_value, "summary": summary, "plain_all_samples": plain_expected,
             "best_of_n": bon,
-            "palette": palette(prompts, store, rewarding, measuring)}  # fmt: skip
+            "palette": palette(prompts, store, rewarding, measuring),
+            "other_rewards": other_rewards(prompts, store)}  # fmt: skip
+
+
+def other_rewards(prompts: dict[str, list[str]], store: dict[str, Any]) -> dict[str, Any]:
+    """Best-of-N on the same pools under other reward detectors (read once, kept in the store),
+    still measured by MEASURING: does a reward that reads the model's own states, not words,
+    hack less?"""
+    measuring = get_detector(MEASURING)
+    found: dict[str, Any] = {}
+    for name in OTHER_REWARDS:
+        detector = get_detector(name)
+        got: dict[int, dict[str, list[float]]] = {}
+        for value, texts in prompts.items():
+            entry = store[value]
+            flat = [a for g in entry["pool"]["answers"] for a in g]
+            key = f"reading:{name}"
+            if key not in entry:
+                entry[key] = readings(flat, detector, value, False).tolist()
+                save(store, ANSWERS)
+            r = np.asarray(entry[key]).reshape(len(texts), N)
+            m = readings(flat, measuring, value, True).reshape(len(texts), N)
+            rows = np.arange(len(texts))
+            for n in CURVE:
+                pick = r[:, :n].argmax(axis=1)
+                part = got.setdefault(n, {"reward": [], "measuring": [], "success": [], "wins": []})
+                part["reward"] += r[rows, pick].tolist()
+                part["measuring"] += m[rows, pick].tolist()
+                part["success"] += (m[rows, pick] > 0).astype(float).tolist()
+                part["wins"] += wins(m[rows, pick], m).tolist()
+        # keyed by the detector's family (`probe`): the results pages' paths take no colon
+        found[name.split(":")[0]] = {"detector": name, "curve": {
+            str(n): {
+                "reward": float(np.mean(c["reward"])),
+                "measuring": float(np.mean(c["measuring"])),
+                "success": share(np.asarray(c["success"]) * 2 - 1),
+                "win_rate": mean_ci(np.asarray(c["wins"])),
+            }
+            for n, c in got.items()
+        }}  # fmt: skip
+    return found
 
 
 def palette(prompts: dict[str, list[str]], store: dict[str, Any], rewarding: Any,
