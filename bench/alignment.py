@@ -8,7 +8,8 @@ partial text); activation steering (the value's mean-diff vector at the layer `b
 steering_bench.py` chose, its coefficient cut until the steered ANSWERS cost at most 10%
 perplexity under the unsteered model, sized on the value's next CALIBRATION prompts, held out
 from the measured ones); and steering + best-of-8. Each answer is read by the MEASURING detector
-(a different one), sentence by sentence as open audits read. Control success (the issue's rule)
+(a different one), sentence by sentence as open audits read, but the whole text: a cut-off
+last sentence is read too, where audits drop it. Control success (the issue's rule)
 = share of answers whose measuring reading of the value is positive; the win rate (stricter,
 since plain answers already uphold the value at stake most of the time) = share of the prompt's
 N plain samples the answer's measuring reading beats (ties half; plain is near 0.5). Best-of-m
@@ -177,7 +178,36 @@ def readings(texts: list[str], detector: Any, value: str, by_sentence: bool) -> 
     if not texts:
         return np.zeros(0)
     found = read_by_sentence(detector, texts).answers if by_sentence else detector.read(texts)
+    return column(found, value)
+
+
+def column(found: Any, value: str) -> np.ndarray:
     return np.asarray(found.score[:, found.values.index(value)], dtype=float)
+
+
+def add_curve(r: np.ndarray, m: np.ndarray, got: dict[int, dict[str, list[float]]]) -> None:
+    """Best-of-n for every n of CURVE on pools (prompts x N) of reward `r` and measuring `m`
+    readings: the first n samples of each pool, the highest reward kept (first of equals)."""
+    rows = np.arange(len(r))
+    for n in CURVE:
+        pick = r[:, :n].argmax(axis=1)
+        part = got.setdefault(n, {"reward": [], "measuring": [], "success": [], "wins": []})
+        part["reward"] += r[rows, pick].tolist()
+        part["measuring"] += m[rows, pick].tolist()
+        part["success"] += (m[rows, pick] > 0).astype(float).tolist()
+        part["wins"] += wins(m[rows, pick], m).tolist()
+
+
+def curve_figures(got: dict[int, dict[str, list[float]]]) -> dict[str, dict[str, Any]]:
+    return {
+        str(n): {
+            "reward": float(np.mean(c["reward"])),
+            "measuring": float(np.mean(c["measuring"])),
+            "success": share(np.asarray(c["success"]) * 2 - 1),
+            "win_rate": mean_ci(np.asarray(c["wins"])),
+        }
+        for n, c in got.items()
+    }
 
 
 def perplexity(backend: Any, prompts: list[str], answers: list[str]) -> float:
@@ -211,12 +241,17 @@ def figures(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) 
     pooled: dict[str, dict[str, list[float]]] = {}
     curve: dict[int, dict[str, list[float]]] = {}
     plain_all: list[float] = []
+    # Each pool read once by the measuring detector (every value's column): the conditions,
+    # the curves and the palette all use these readings.
+    pooled_reading = {
+        v: read_by_sentence(measuring, [a for g in store[v]["pool"]["answers"] for a in g]).answers
+        for v in prompts
+    }
     for value, texts in prompts.items():
         entry = store[value]
-        rows_n = np.arange(len(texts))
         pool = entry["pool"]["answers"]  # prompts x N
         flat = [a for g in pool for a in g]
-        m = readings(flat, measuring, value, True).reshape(len(texts), N)
+        m = column(pooled_reading[value], value).reshape(len(texts), N)
         r = readings(flat, rewarding, value, False).reshape(len(texts), N)
         plain_all += (m > 0).astype(float).ravel().tolist()
         best = r[:, :BEST].argmax(axis=1)
@@ -227,11 +262,10 @@ def figures(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) 
         }
         speed = {
             "plain": entry["plain1"]["tokens"] / entry["plain1"]["seconds"],
-            "best_of_8": 0.0,
+            # best-of-8 costs 8 samples per answer: its answer tokens/s is the pool's rate over 8
+            "best_of_8": entry["pool"]["tokens"] / entry["pool"]["seconds"] / BEST,
             "guided": entry["guided"]["tokens"] / entry["guided"]["seconds"],
         }
-        # best-of-8 costs 8 samples per answer: its answer tokens/s is the pool's rate over 8
-        speed["best_of_8"] = entry["pool"]["tokens"] / entry["pool"]["seconds"] / BEST
         if "steered" in entry:
             spool = entry["steered_pool"]["answers"]
             sflat = [a for g in spool for a in g]
@@ -268,13 +302,7 @@ def figures(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) 
             row["reward_gain"] = row["reward"] - rows["plain"]["reward"]
             row["measuring_gain"] = row["measuring"] - rows["plain"]["measuring"]
         per_value[value] = {"conditions": rows, "steering": entry.get("steering")}
-        for n in CURVE:
-            pick = r[:, :n].argmax(axis=1)
-            got_n = curve.setdefault(n, {"reward": [], "measuring": [], "success": [], "wins": []})
-            got_n["reward"] += r[rows_n, pick].tolist()
-            got_n["measuring"] += m[rows_n, pick].tolist()
-            got_n["success"] += (m[rows_n, pick] > 0).astype(float).tolist()
-            got_n["wins"] += wins(m[rows_n, pick], m).tolist()
+        add_curve(r, m, curve)
         overhead = {"plain_tokens_per_second": speed["plain"],
                     "guided_tokens_per_second": speed["guided"]}  # fmt: skip
         per_value[value]["overhead"] = overhead
@@ -300,27 +328,22 @@ def figures(backend: Any, prompts: dict[str, list[str]], store: dict[str, Any]) 
     plain_expected = {"rate": float(np.mean(plain_all)), "n": len(plain_all),
                       "ci": list(bootstrap_ci(plain_all, 0))}  # fmt: skip
     bon = {
-        str(n): {
-            "reward": float(np.mean(c["reward"])),
-            "measuring": float(np.mean(c["measuring"])),
-            "success": share(np.asarray(c["success"]) * 2 - 1),
-            "win_rate": mean_ci(np.asarray(c["wins"])),
-            "kl_bound": math.log(n) - (n - 1) / n,
-            "win_bound": n / (n + 1),
-        }
-        for n, c in curve.items()
-    }
+        key: {**row, "kl_bound": math.log(int(key)) - (int(key) - 1) / int(key),
+              "win_bound": int(key) / (int(key) + 1)}
+        for key, row in curve_figures(curve).items()
+    }  # fmt: skip
     return {"values": per_value, "summary": summary, "plain_all_samples": plain_expected,
             "best_of_n": bon,
-            "palette": palette(prompts, store, rewarding, measuring),
-            "other_rewards": other_rewards(prompts, store)}  # fmt: skip
+            "palette": palette(store, rewarding, pooled_reading),
+            "other_rewards": other_rewards(prompts, store, pooled_reading)}  # fmt: skip
 
 
-def other_rewards(prompts: dict[str, list[str]], store: dict[str, Any]) -> dict[str, Any]:
+def other_rewards(
+    prompts: dict[str, list[str]], store: dict[str, Any], pooled_reading: dict[str, Any]
+) -> dict[str, Any]:
     """Best-of-N on the same pools under other reward detectors (read once, kept in the store),
-    still measured by MEASURING: does a reward that reads the model's own states, not words,
-    hack less?"""
-    measuring = get_detector(MEASURING)
+    still measured by MEASURING (`pooled_reading`): does a reward that reads the model's own
+    states, not words, hack less?"""
     found: dict[str, Any] = {}
     for name in OTHER_REWARDS:
         detector = get_detector(name)
@@ -333,39 +356,25 @@ def other_rewards(prompts: dict[str, list[str]], store: dict[str, Any]) -> dict[
                 entry[key] = readings(flat, detector, value, False).tolist()
                 save(store, ANSWERS)
             r = np.asarray(entry[key]).reshape(len(texts), N)
-            m = readings(flat, measuring, value, True).reshape(len(texts), N)
-            rows = np.arange(len(texts))
-            for n in CURVE:
-                pick = r[:, :n].argmax(axis=1)
-                part = got.setdefault(n, {"reward": [], "measuring": [], "success": [], "wins": []})
-                part["reward"] += r[rows, pick].tolist()
-                part["measuring"] += m[rows, pick].tolist()
-                part["success"] += (m[rows, pick] > 0).astype(float).tolist()
-                part["wins"] += wins(m[rows, pick], m).tolist()
+            add_curve(r, column(pooled_reading[value], value).reshape(len(texts), N), got)
         # keyed by the detector's family (`probe`): the results pages' paths take no colon
-        found[name.split(":")[0]] = {"detector": name, "curve": {
-            str(n): {
-                "reward": float(np.mean(c["reward"])),
-                "measuring": float(np.mean(c["measuring"])),
-                "success": share(np.asarray(c["success"]) * 2 - 1),
-                "win_rate": mean_ci(np.asarray(c["wins"])),
-            }
-            for n, c in got.items()
-        }}  # fmt: skip
+        found[name.split(":")[0]] = {"detector": name, "curve": curve_figures(got)}
     return found
 
 
-def palette(prompts: dict[str, list[str]], store: dict[str, Any], rewarding: Any,
-            measuring: Any) -> dict[str, Any]:  # fmt: skip
-    """Benevolence and universalism up, power down, over the pools of those values' prompts."""
+def palette(
+    store: dict[str, Any], rewarding: Any, pooled_reading: dict[str, Any]
+) -> dict[str, Any]:
+    """Benevolence and universalism up, power down, over the pools of those values' prompts
+    (`pooled_reading`: each value's pools as the measuring detector read them)."""
     names = ("benevolence", "universalism", "power")
     pools = [g for v in names for g in store[v]["pool"]["answers"]]
     flat = [a for g in pools for a in g]
     cols = list(rewarding.taxonomy.ids)
     rr = rewarding.read(flat)
     parts = rr.score[:, [cols.index(v) for v in names]].reshape(len(pools), N, len(names))
-    mm = read_by_sentence(measuring, flat).answers
-    measured = mm.score[:, [cols.index(v) for v in names]].reshape(len(pools), N, len(names))
+    mm = np.concatenate([pooled_reading[v].score for v in names])
+    measured = mm[:, [cols.index(v) for v in names]].reshape(len(pools), N, len(names))
     plain = parts.mean(axis=(0, 1))  # the base samples' mean
     found = {}
     for label, delta in (("modest", (0.05, 0.05, -0.05)), ("ambitious", (0.3, 0.3, -0.3))):
