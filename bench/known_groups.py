@@ -324,16 +324,14 @@ def manipulation_check(values: list[str]) -> dict[str, Any]:
     from valuescope.detectors.labelled import load_labelled
 
     texts = load_labelled("schwartz").texts
+    upholding = {v: np.array([v in t.upholds for t in texts]) for v in read_yaml(TEXTS)["values"]}
     base = np.array(text_logprobs("base"))
     rng = np.random.default_rng(0)
     per: dict[str, Any] = {}
     for value in values:
         gain = np.array(text_logprobs(value)) - base
-        lifts = {}
-        for v in (t for t in read_yaml(TEXTS)["values"]):
-            upholding = np.array([v in t.upholds for t in texts])
-            lifts[v] = float(gain[upholding].mean() - gain.mean())
-        own = np.array([value in t.upholds for t in texts])
+        lifts = {v: float(gain[mask].mean() - gain.mean()) for v, mask in upholding.items()}
+        own = upholding[value]
         draws = [
             gain[rng.choice(np.flatnonzero(own), own.sum())].mean()
             - gain[rng.choice(len(gain), len(gain))].mean()
